@@ -317,3 +317,60 @@ def write_json_atomic(path: str, data) -> None:
         json.dump(data, handle, indent=2, sort_keys=True)
         handle.write("\n")
     os.replace(tmp, path)
+
+
+def plan_lab(hosts: list[dict], zones: dict[str, dict]) -> dict:
+    """Turn inventory data into the provider's plan: bridges and per-host interfaces.
+
+    hosts: [{"name", "zone", "address" (ansible_host), "gateway_host": bool}]
+    zones: {zone: {"subnet", "gateway", "lab_bridge", "lab_controller"}}
+    A gateway host gets one interface per zone (its own zone first) at the zone's
+    gateway address; every other host gets its zone's subnet prefix and a default
+    route via the zone gateway, so the gateway is the only path between zones.
+    """
+    problems: list[str] = []
+    bridges = []
+    for zone, spec in sorted(zones.items()):
+        try:
+            subnet = ipaddress.ip_network(str(spec.get("subnet")))
+            check_lab_address(str(subnet), f"subnet of zone {zone}")
+            controller = ipaddress.ip_address(str(spec.get("lab_controller")))
+            if controller not in subnet:
+                raise LabError(f"lab_controller {controller} of zone {zone} is not inside {subnet}")
+            check_ifname(str(spec.get("lab_bridge", "")))
+        except (LabError, ValueError) as exc:
+            problems.append(str(exc))
+            continue
+        bridges.append({"zone": zone, "bridge": spec["lab_bridge"], "address": f"{controller}/{subnet.prefixlen}"})
+    planned = []
+    for host in sorted(hosts, key=lambda h: h["name"]):
+        name, zone = host["name"], host.get("zone")
+        try:
+            check_name(name)
+            if zone not in zones:
+                raise LabError(f"host {name} is in zone '{zone}', which is not defined in enp_zones "
+                               f"(known: {', '.join(sorted(zones))}); put it in a zone group of the inventory.")
+            if host.get("gateway_host"):
+                order = [zone] + sorted(z for z in zones if z != zone)
+                raw = [{"bridge": zones[z]["lab_bridge"],
+                        "address": f"{zones[z]['gateway']}/{ipaddress.ip_network(zones[z]['subnet']).prefixlen}"}
+                       for z in order]
+                if str(host.get("address")) != str(zones[zone]["gateway"]):
+                    raise LabError(f"gateway host {name} must have ansible_host {zones[zone]['gateway']} "
+                                   f"(the gateway address of its zone {zone}), not {host.get('address')}")
+            else:
+                prefix = ipaddress.ip_network(zones[zone]["subnet"]).prefixlen
+                raw = [{"bridge": zones[zone]["lab_bridge"], "address": f"{host.get('address')}/{prefix}",
+                        "gateway": zones[zone].get("gateway")}]
+                if ipaddress.ip_address(str(host.get("address"))) not in ipaddress.ip_network(zones[zone]["subnet"]):
+                    raise LabError(f"host {name} has address {host.get('address')} outside its zone {zone} "
+                                   f"({zones[zone]['subnet']}); fix ansible_host in the inventory.")
+            interfaces = parse_interfaces(raw)
+        except (LabError, ValueError, KeyError) as exc:
+            problems.append(str(exc))
+            continue
+        planned.append({"name": name, "zone": zone, "router": bool(host.get("gateway_host")),
+                        "interfaces": [vars(i) for i in interfaces]})
+    specs = [HostSpec(h["name"], parse_interfaces(h["interfaces"])) for h in planned]
+    problems += find_clashes(specs, {b["bridge"]: b["address"] for b in bridges})
+    return {"bridges": bridges, "hosts": planned, "problems": problems}

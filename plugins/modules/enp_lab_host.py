@@ -67,6 +67,16 @@ options:
     description: Seconds to wait for SSH to answer after start, and for a clean shutdown on stop.
     type: int
     default: 90
+  ip_forward:
+    description: Route between the host's interfaces (the zone gateway); set through a C(net.*) sysctl.
+    type: bool
+    default: false
+  wait_for_ssh:
+    description:
+      - Wait until SSH answers before returning. Set V(false) to boot many hosts in parallel and
+        wait for them all afterwards (e.g. with M(ansible.builtin.wait_for)).
+    type: bool
+    default: true
 author: enp contributors
 """
 
@@ -173,9 +183,14 @@ def etc_hosts(name: str, extra: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def provision(module: AnsibleModule, paths: Paths, name: str, interfaces, user: str, pubkey: str, hosts: dict) -> None:
+def provision(module: AnsibleModule, paths: Paths, name: str, interfaces, user: str, pubkey: str, hosts: dict,
+              ip_forward: bool) -> None:
     """First-boot identity and access, written into the host's overlay before it ever boots."""
     root = paths.merged
+    if ip_forward:
+        # net.* sysctls are per network namespace, so a container may set this one.
+        write_file(root, "/etc/sysctl.d/60-enp-lab-gateway.conf",
+                   "# Written by enp lab provider: this host routes between the lab zones.\nnet.ipv4.ip_forward = 1\n")
     write_file(root, "/etc/hostname", name + "\n")
     write_file(root, "/etc/hosts", etc_hosts(name, hosts))
     for index, iface in enumerate(interfaces):
@@ -260,6 +275,8 @@ def run_module() -> None:
             ssh_public_key=dict(type="str", no_log=False),
             etc_hosts=dict(type="dict", default={}),
             wait_timeout=dict(type="int", default=90),
+            wait_for_ssh=dict(type="bool", default=True),
+            ip_forward=dict(type="bool", default=False),
         ),
         required_if=[("state", "started", ["image", "interfaces", "ssh_public_key"])],
         supports_check_mode=True,
@@ -323,6 +340,10 @@ def run_module() -> None:
         if module.check_mode:
             module.exit_json(**result)
 
+        # nspawn names the bridge side of host0 "vb-NAME": another lab's host of the same name would clash.
+        if len(name) <= 12 and os.path.exists(f"/sys/class/net/vb-{name}"):
+            raise LabError(f"interface vb-{name} already exists: another lab (or a molecule scenario) runs a host "
+                           f"named {name}. Host names must be unique on this machine; stop the other lab first.")
         for tool in ("systemd-nspawn", "ssh-keygen", "useradd", "mount"):
             if not module.get_bin_path(tool):
                 raise LabError(f"{tool} is not installed on the controller: run `make setup`.")
@@ -334,7 +355,8 @@ def run_module() -> None:
         if not is_mounted(paths.merged):
             mount_overlay(image, paths.upper, paths.work, paths.merged)
         if not record.get("provisioned"):
-            provision(module, paths, name, interfaces, user, params["ssh_public_key"], params["etc_hosts"])
+            provision(module, paths, name, interfaces, user, params["ssh_public_key"], params["etc_hosts"],
+                      params["ip_forward"])
             record["provisioned"] = True
             write_json_atomic(paths.record, record)
         make_cgroups(record["cgroups"])
@@ -343,6 +365,12 @@ def run_module() -> None:
         record["pid"], record["start_time"] = pid, start
         write_json_atomic(paths.record, record)
         attach_extras(module, name, interfaces, pid, start, timeout)
+        if not params["wait_for_ssh"]:
+            time.sleep(0.3)
+            if not is_our_process(pid, start):
+                raise LabError(f"host {name} stopped at once. Last console lines:\n{tail(paths.log)}")
+            result.update(pid=pid)
+            module.exit_json(**result)
         deadline = started + timeout
         while not ssh_answers(result["address"]):
             if not is_our_process(pid, start):

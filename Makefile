@@ -1,0 +1,54 @@
+# enp front door. Two commands do all set-up on a fresh Debian 12 machine (as root):
+#   make drill   - install what is needed, build the lab estate, run the attack-and-recovery drill
+#   make test    - lint, unit tests, lab integration tests, molecule scenarios (what CI runs)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+BIN := $(VENV)/bin
+INVENTORY ?= inventories/lab
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_DEPRECATION_WARNINGS := False
+export PY_COLORS := 1
+
+.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-status lab-clean bench
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## Install Debian packages and the pinned Python venv (idempotent, fast when nothing changed)
+	@scripts/setup.sh
+
+lint: setup ## ruff and ansible-lint (production profile)
+	@echo "[lint] ruff"; $(BIN)/ruff check . && $(BIN)/ruff format --check --quiet plugins enp tests bench
+	@echo "[lint] ansible-lint (production profile)"; $(BIN)/ansible-lint --offline -q
+
+unit: setup ## Unit tests (no root, no lab)
+	@echo "[unit] pytest tests/unit"; $(BIN)/pytest -q tests/unit
+
+integration: setup ## Integration tests on real lab hosts (root)
+	@echo "[integration] pytest -m integration tests/integration"; $(BIN)/pytest -q -m integration tests/integration
+
+molecule: setup ## molecule scenarios (all, or changed + a rotating slice when they do not fit CI time)
+	@scripts/molecule-ci.sh
+
+test: lint unit integration molecule ## Everything CI runs
+	@echo "[test] all green"
+
+lab-up: setup ## Build and boot the lab estate of $(INVENTORY)
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab_up.yml
+
+lab-down: setup ## Remove every host, bridge, mount and process the lab created
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab_down.yml
+
+lab-status: setup ## Show lab hosts, bridges and services
+	$(BIN)/enp lab status -i $(INVENTORY)
+
+lab-clean: lab-down ## lab-down, then delete cached images and packages too
+	rm -rf "$${ENP_CACHE_DIR:-$$HOME/.cache/enp}" .lab
+
+bench: setup ## Benchmarks (bench/lab_startup)
+	$(BIN)/python bench/lab_startup.py
+
+drill: setup ## Build the lab estate and run the attack-and-recovery drill
+	@scripts/drill.sh
