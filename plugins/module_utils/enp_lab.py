@@ -360,6 +360,7 @@ def plan_lab(hosts: list[dict], zones: dict[str, dict]) -> dict:
                                    f"(the gateway address of its zone {zone}), not {host.get('address')}")
             else:
                 prefix = ipaddress.ip_network(zones[zone]["subnet"]).prefixlen
+                check_lab_address(f"{host.get('address')}/{prefix}", f"address of host {name} (ansible_host)")
                 raw = [{"bridge": zones[zone]["lab_bridge"], "address": f"{host.get('address')}/{prefix}",
                         "gateway": zones[zone].get("gateway")}]
                 if ipaddress.ip_address(str(host.get("address"))) not in ipaddress.ip_network(zones[zone]["subnet"]):

@@ -1,0 +1,54 @@
+"""Snapshot of everything the lab could leave behind on the controller, for before/after checks."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+
+
+def _lines(cmd: list[str]) -> list[str]:
+    if not shutil.which(cmd[0]):
+        return []
+    return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.splitlines()
+
+
+def processes(patterns: tuple[str, ...] = ("systemd-nspawn", "http.server", "/tmp/enp-cp/")) -> list[str]:
+    found = []
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            with open(cmdline, "rb") as handle:
+                text = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(p in text for p in patterns) and str(os.getpid()) not in cmdline:
+            found.append(text.strip())
+    return sorted(found)
+
+
+def snapshot() -> dict[str, list[str]]:
+    with open("/proc/mounts", encoding="utf-8") as handle:
+        mounts = sorted(line.split()[1] for line in handle if line.split()[0] == "overlay" or "/.lab" in line)
+    links = sorted(line.split(":")[1].strip().split("@")[0] for line in _lines(["ip", "-o", "link"]))
+    addresses = sorted(line.split()[3] for line in _lines(["ip", "-o", "-4", "addr"]) if " 198.1" in line)
+    return {
+        "mounts": mounts,
+        "links": links,
+        "addresses": addresses,
+        "processes": processes(),
+        "cgroups": sorted(glob.glob("/sys/fs/cgroup/*/enp-lab*")),
+        "nft_tables": sorted(_lines(["nft", "list", "tables"])),
+        "listeners_198_18": sorted(line.split()[3] for line in _lines(["ss", "-ltnH"]) if " 198.1" in line),
+        "inotify": [open("/proc/sys/fs/inotify/max_user_instances").read().strip()],
+    }
+
+
+def diff(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, dict[str, list[str]]]:
+    out = {}
+    for key in before:
+        added = sorted(set(after[key]) - set(before[key]))
+        removed = sorted(set(before[key]) - set(after[key]))
+        if added or removed:
+            out[key] = {"left_behind": added, "gone": removed}
+    return out

@@ -1,0 +1,84 @@
+"""A whole lab lifecycle on real nspawn hosts: up, reach, route, idempotent, down, nothing left.
+
+Uses its own two-zone inventory (tests/integration/inventories/mini) and state folder, so it can
+run beside a developer's `make lab-up` estate without touching it.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import subprocess
+
+import pytest
+
+from .labstate import diff, snapshot
+
+pytestmark = pytest.mark.integration
+
+PROJECT = pathlib.Path(__file__).resolve().parents[2]
+INVENTORIES = pathlib.Path(__file__).resolve().parent / "inventories"
+BIN = pathlib.Path(os.environ.get("VIRTUAL_ENV", PROJECT / ".venv")) / "bin"
+
+
+def run(args: list[str], state_dir: pathlib.Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ENP_LAB_DIR=str(state_dir),
+               ANSIBLE_DEPRECATION_WARNINGS="False", ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=PROJECT, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(args)} failed rc={proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+    return proc
+
+
+def recap(output: str, host: str) -> dict[str, int]:
+    match = re.search(rf"^{re.escape(host)}\s+:\s+(.*)$", output, re.MULTILINE)
+    assert match, f"no PLAY RECAP line for {host}"
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+@pytest.fixture(scope="module")
+def root_required() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (bridges, overlay mounts, systemd-nspawn)")
+
+
+def test_lab_refuses_addresses_outside_the_lab_range(root_required: None, tmp_path: pathlib.Path) -> None:
+    before = snapshot()
+    proc = run(["ansible-playbook", "-i", str(INVENTORIES / "bad"), "playbooks/lab_up.yml"], tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "outside the lab range 198.18.0.0/15" in proc.stdout
+    assert diff(before, snapshot()) == {}, "a refused lab-up must not create anything"
+
+
+def test_lab_lifecycle_leaves_nothing_behind(root_required: None, tmp_path: pathlib.Path) -> None:
+    inventory = str(INVENTORIES / "mini")
+    state_dir = tmp_path / "lab"
+    before = snapshot()
+    try:
+        up = run(["ansible-playbook", "-i", inventory, "playbooks/lab_up.yml"], state_dir)
+        assert recap(up.stdout, "localhost")["failed"] == 0
+
+        ping = run(["ansible", "-i", inventory, "estate", "-m", "ansible.builtin.ping", "-o"], state_dir)
+        assert ping.stdout.count("SUCCESS") == 3
+
+        # The gateway is the only path between zones: the front host reaches the back host's sshd through it.
+        cross = run(["ansible", "-i", inventory, "it-web1", "-m", "ansible.builtin.shell", "-a",
+                     "timeout 5 bash -c '</dev/tcp/198.18.61.11/22' && ip route"], state_dir)
+        assert "default via 198.18.60.254" in cross.stdout
+        gw_routes = run(["ansible", "-i", inventory, "it-gw1", "-m", "ansible.builtin.command", "-a",
+                         "ip route"], state_dir)
+        assert "default" not in gw_routes.stdout, "the gateway must have no route out of the lab"
+
+        again = run(["ansible-playbook", "-i", inventory, "playbooks/lab_up.yml"], state_dir)
+        assert recap(again.stdout, "localhost")["changed"] == 0, "second lab-up must change nothing"
+
+        dry = run(["ansible-playbook", "-i", inventory, "playbooks/lab_down.yml", "--check"], state_dir)
+        assert recap(dry.stdout, "localhost")["changed"] > 0, "check mode must report what teardown would do"
+        still = run(["ansible", "-i", inventory, "estate", "-m", "ansible.builtin.ping", "-o"], state_dir)
+        assert still.stdout.count("SUCCESS") == 3, "check-mode teardown must not stop anything"
+    finally:
+        run(["ansible-playbook", "-i", inventory, "playbooks/lab_down.yml"], state_dir, check=False)
+    left = diff(before, snapshot())
+    assert left == {}, f"teardown left things behind: {left}"
