@@ -85,11 +85,17 @@ def enp_molecule_instances(plan: dict, state_dir: str, user: str = "enp") -> lis
     ]
 
 
+def enp_lab_etc_hosts(plan: dict) -> dict[str, str]:
+    """name -> primary address of every planned host, for each host's /etc/hosts."""
+    return {h["name"]: h["interfaces"][0]["address"].split("/")[0] for h in plan["hosts"]}
+
+
 class FilterModule:
     def filters(self) -> dict:
         return {
             "enp_lab_plan": enp_lab_plan,
             "enp_lab_plan_hosts": enp_lab_plan_hosts,
+            "enp_lab_etc_hosts": enp_lab_etc_hosts,
             "enp_molecule_platforms": enp_molecule_platforms,
             "enp_molecule_instances": enp_molecule_instances,
         }

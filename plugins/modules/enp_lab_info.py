@@ -9,8 +9,8 @@ DOCUMENTATION = r"""
 module: enp_lab_info
 short_description: Report what the lab provider has created and whether it is alive
 description:
-  - Reads the records under O(state_dir) (hosts, bridges, services) and checks each one live:
-    process running (by recorded PID and start time), SSH answering, memory in use, bridge present.
+  - Reads the records under O(state_dir) (hosts, bridges, services) and checks each one live - process
+    running (by recorded PID and start time), SSH answering, memory in use, bridge present.
   - Teardown loops over this output, so it removes what was created even if the inventory changed since.
 options:
   state_dir:
