@@ -39,7 +39,7 @@ lab-up: setup ## Build and boot the lab estate of $(INVENTORY)
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab_up.yml
 
 lab-down: setup ## Remove every host, bridge, mount and process the lab created
-	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab_down.yml
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab_down.yml -e enp_lab_down_confirm=down
 
 lab-status: setup ## Show lab hosts, bridges and services
 	$(BIN)/enp lab status -i $(INVENTORY)

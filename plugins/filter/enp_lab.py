@@ -51,12 +51,14 @@ def enp_lab_plan(names: list[str], hostvars: dict, zones: dict) -> dict:
     hosts = []
     for name in names:
         hv = hostvars[name]
-        hosts.append({
-            "name": name,
-            "zone": hv.get("enp_zone"),
-            "address": hv.get("ansible_host", name),
-            "gateway_host": bool(hv.get("enp_gateway_host", False)),
-        })
+        hosts.append(
+            {
+                "name": name,
+                "zone": hv.get("enp_zone"),
+                "address": hv.get("ansible_host", name),
+                "gateway_host": bool(hv.get("enp_gateway_host", False)),
+            }
+        )
     return plan_lab(hosts, dict(zones))
 
 

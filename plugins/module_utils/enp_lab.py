@@ -71,8 +71,7 @@ def check_lab_address(address: str, what: str = "address") -> ipaddress.IPv4Inte
         iface = ipaddress.ip_interface(address)
     except ValueError as exc:
         raise LabError(
-            f"{what} '{address}' is not a valid address with prefix length "
-            f"(expected e.g. 198.18.1.11/24): {exc}"
+            f"{what} '{address}' is not a valid address with prefix length (expected e.g. 198.18.1.11/24): {exc}"
         ) from exc
     if iface.version != 4 or iface.network.prefixlen == 32 and "/" not in address:
         raise LabError(f"{what} '{address}' needs a prefix length, e.g. 198.18.1.11/24")
@@ -97,8 +96,7 @@ def check_name(name: str, kind: str = "host") -> str:
 def check_ifname(name: str) -> str:
     if not IFNAME_RE.match(name):
         raise LabError(
-            f"interface name '{name}' is not usable: at most {IFNAME_MAX} characters "
-            "of letters, digits, '_', '.', '-'."
+            f"interface name '{name}' is not usable: at most {IFNAME_MAX} characters of letters, digits, '_', '.', '-'."
         )
     return name
 
@@ -203,8 +201,7 @@ def parse_one_line_sources(text: str) -> list[dict[str, str]]:
                 parts.pop(0)
             parts.pop(0)
         if len(parts) >= 2:
-            stanzas.append({"Types": "deb", "URIs": parts[0], "Suites": parts[1],
-                            "Components": " ".join(parts[2:])})
+            stanzas.append({"Types": "deb", "URIs": parts[0], "Suites": parts[1], "Components": " ".join(parts[2:])})
     return stanzas
 
 
@@ -229,8 +226,16 @@ def debian_mirrors(stanzas: list[dict[str, str]]) -> tuple[str | None, str | Non
 
 def networkd_config(ifname: str, iface: Interface) -> str:
     """systemd-networkd unit for one container interface (no gateway = no route out)."""
-    lines = ["# Written by enp lab provider.", "[Match]", f"Name={ifname}", "", "[Network]",
-             f"Address={iface.address}", "LinkLocalAddressing=no", "IPv6AcceptRA=no"]
+    lines = [
+        "# Written by enp lab provider.",
+        "[Match]",
+        f"Name={ifname}",
+        "",
+        "[Network]",
+        f"Address={iface.address}",
+        "LinkLocalAddressing=no",
+        "IPv6AcceptRA=no",
+    ]
     if iface.gateway:
         lines.append(f"Gateway={iface.gateway}")
     return "\n".join(lines) + "\n"
@@ -252,12 +257,16 @@ def nspawn_command(name: str, root: str, interfaces: list[Interface]) -> list[st
     """The systemd-nspawn command line for one lab host."""
     cmd = [
         "systemd-nspawn",
-        "--directory", root,
-        "--machine", name,
-        "--hostname", name,
+        "--directory",
+        root,
+        "--machine",
+        name,
+        "--hostname",
+        name,
         # Why --register=no --keep-unit: PID 1 on the lab controllers is not systemd,
         # so nspawn cannot talk to machined; it then runs in the cgroup we put it in.
-        "--register=no", "--keep-unit",
+        "--register=no",
+        "--keep-unit",
         "--boot",
         "--console=passive",
         "--link-journal=no",
@@ -348,30 +357,51 @@ def plan_lab(hosts: list[dict], zones: dict[str, dict]) -> dict:
         try:
             check_name(name)
             if zone not in zones:
-                raise LabError(f"host {name} is in zone '{zone}', which is not defined in enp_zones "
-                               f"(known: {', '.join(sorted(zones))}); put it in a zone group of the inventory.")
+                raise LabError(
+                    f"host {name} is in zone '{zone}', which is not defined in enp_zones "
+                    f"(known: {', '.join(sorted(zones))}); put it in a zone group of the inventory."
+                )
             if host.get("gateway_host"):
                 order = [zone] + sorted(z for z in zones if z != zone)
-                raw = [{"bridge": zones[z]["lab_bridge"],
-                        "address": f"{zones[z]['gateway']}/{ipaddress.ip_network(zones[z]['subnet']).prefixlen}"}
-                       for z in order]
+                raw = [
+                    {
+                        "bridge": zones[z]["lab_bridge"],
+                        "address": f"{zones[z]['gateway']}/{ipaddress.ip_network(zones[z]['subnet']).prefixlen}",
+                    }
+                    for z in order
+                ]
                 if str(host.get("address")) != str(zones[zone]["gateway"]):
-                    raise LabError(f"gateway host {name} must have ansible_host {zones[zone]['gateway']} "
-                                   f"(the gateway address of its zone {zone}), not {host.get('address')}")
+                    raise LabError(
+                        f"gateway host {name} must have ansible_host {zones[zone]['gateway']} "
+                        f"(the gateway address of its zone {zone}), not {host.get('address')}"
+                    )
             else:
                 prefix = ipaddress.ip_network(zones[zone]["subnet"]).prefixlen
                 check_lab_address(f"{host.get('address')}/{prefix}", f"address of host {name} (ansible_host)")
-                raw = [{"bridge": zones[zone]["lab_bridge"], "address": f"{host.get('address')}/{prefix}",
-                        "gateway": zones[zone].get("gateway")}]
+                raw = [
+                    {
+                        "bridge": zones[zone]["lab_bridge"],
+                        "address": f"{host.get('address')}/{prefix}",
+                        "gateway": zones[zone].get("gateway"),
+                    }
+                ]
                 if ipaddress.ip_address(str(host.get("address"))) not in ipaddress.ip_network(zones[zone]["subnet"]):
-                    raise LabError(f"host {name} has address {host.get('address')} outside its zone {zone} "
-                                   f"({zones[zone]['subnet']}); fix ansible_host in the inventory.")
+                    raise LabError(
+                        f"host {name} has address {host.get('address')} outside its zone {zone} "
+                        f"({zones[zone]['subnet']}); fix ansible_host in the inventory."
+                    )
             interfaces = parse_interfaces(raw)
         except (LabError, ValueError, KeyError) as exc:
             problems.append(str(exc))
             continue
-        planned.append({"name": name, "zone": zone, "router": bool(host.get("gateway_host")),
-                        "interfaces": [vars(i) for i in interfaces]})
+        planned.append(
+            {
+                "name": name,
+                "zone": zone,
+                "router": bool(host.get("gateway_host")),
+                "interfaces": [vars(i) for i in interfaces],
+            }
+        )
     specs = [HostSpec(h["name"], parse_interfaces(h["interfaces"])) for h in planned]
     problems += find_clashes(specs, {b["bridge"]: b["address"] for b in bridges})
     return {"bridges": bridges, "hosts": planned, "problems": problems}

@@ -189,3 +189,12 @@ def memory_bytes(cgroup_dirs: list[str]) -> int | None:
                 with open(candidate, encoding="utf-8") as handle:
                     return int(handle.read().strip())
     return None
+
+
+def port_answers(address: str, port: int, timeout: float = 1.0) -> bool:
+    """True if a TCP connection to address:port is accepted (a service is listening)."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -183,14 +183,18 @@ def etc_hosts(name: str, extra: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def provision(module: AnsibleModule, paths: Paths, name: str, interfaces, user: str, pubkey: str, hosts: dict,
-              ip_forward: bool) -> None:
+def provision(
+    module: AnsibleModule, paths: Paths, name: str, interfaces, user: str, pubkey: str, hosts: dict, ip_forward: bool
+) -> None:
     """First-boot identity and access, written into the host's overlay before it ever boots."""
     root = paths.merged
     if ip_forward:
         # net.* sysctls are per network namespace, so a container may set this one.
-        write_file(root, "/etc/sysctl.d/60-enp-lab-gateway.conf",
-                   "# Written by enp lab provider: this host routes between the lab zones.\nnet.ipv4.ip_forward = 1\n")
+        write_file(
+            root,
+            "/etc/sysctl.d/60-enp-lab-gateway.conf",
+            "# Written by enp lab provider: this host routes between the lab zones.\nnet.ipv4.ip_forward = 1\n",
+        )
     write_file(root, "/etc/hostname", name + "\n")
     write_file(root, "/etc/hosts", etc_hosts(name, hosts))
     for index, iface in enumerate(interfaces):
@@ -200,12 +204,43 @@ def provision(module: AnsibleModule, paths: Paths, name: str, interfaces, user: 
     run = module.run_command
     for cmd in (
         ["systemctl", f"--root={root}", "enable", "systemd-networkd.service"],
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{name}",
-         "-f", os.path.join(root, "etc/ssh/ssh_host_ed25519_key")],
-        ["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-C", f"root@{name}",
-         "-f", os.path.join(root, "etc/ssh/ssh_host_ecdsa_key")],
-        ["useradd", "--root", root, "--create-home", "--shell", "/bin/bash", "--groups", "sudo",
-         "--comment", "enp operator", user],
+        [
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            f"root@{name}",
+            "-f",
+            os.path.join(root, "etc/ssh/ssh_host_ed25519_key"),
+        ],
+        [
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ecdsa",
+            "-N",
+            "",
+            "-C",
+            f"root@{name}",
+            "-f",
+            os.path.join(root, "etc/ssh/ssh_host_ecdsa_key"),
+        ],
+        [
+            "useradd",
+            "--root",
+            root,
+            "--create-home",
+            "--shell",
+            "/bin/bash",
+            "--groups",
+            "sudo",
+            "--comment",
+            "enp operator",
+            user,
+        ],
     ):
         rc, out, err = run(cmd)
         if rc != 0:
@@ -229,7 +264,10 @@ def attach_extras(module: AnsibleModule, name: str, interfaces, pid: int, start:
             if time.monotonic() > deadline or not is_our_process(pid, start):
                 raise LabError(f"extra interface {veth} of host {name} never appeared")
             time.sleep(0.1)
-        for cmd in (["ip", "link", "set", "dev", veth, "master", iface.bridge], ["ip", "link", "set", "dev", veth, "up"]):
+        for cmd in (
+            ["ip", "link", "set", "dev", veth, "master", iface.bridge],
+            ["ip", "link", "set", "dev", veth, "up"],
+        ):
             rc, _out, err = module.run_command(cmd)
             if rc != 0:
                 raise LabError(f"attaching {veth} of host {name} to bridge {iface.bridge} failed: {err.strip()}")
@@ -266,11 +304,16 @@ def run_module() -> None:
             state=dict(type="str", choices=["started", "stopped", "absent"], default="started"),
             image=dict(type="path"),
             state_dir=dict(type="path", required=True),
-            interfaces=dict(type="list", elements="dict", default=[], options=dict(
-                bridge=dict(type="str", required=True),
-                address=dict(type="str", required=True),
-                gateway=dict(type="str"),
-            )),
+            interfaces=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(
+                    bridge=dict(type="str", required=True),
+                    address=dict(type="str", required=True),
+                    gateway=dict(type="str"),
+                ),
+            ),
             operator_user=dict(type="str", default="enp"),
             ssh_public_key=dict(type="str", no_log=False),
             etc_hosts=dict(type="dict", default={}),
@@ -311,18 +354,24 @@ def run_module() -> None:
             raise LabError("; ".join(problems))
         wanted = [vars(i) for i in interfaces]
         if record and record["interfaces"] != wanted:
-            raise LabError(f"host {name} exists with other interfaces ({record['interfaces']}); "
-                           "destroy it first (make lab-down) to recreate it with the new addresses.")
+            raise LabError(
+                f"host {name} exists with other interfaces ({record['interfaces']}); "
+                "destroy it first (make lab-down) to recreate it with the new addresses."
+            )
         if record and record.get("image") != params["image"]:
-            module.warn(f"host {name} was created from {record.get('image')}, not the current golden image "
-                        f"{params['image']}; recreate it (make lab-down lab-up) to pick up the new image.")
+            module.warn(
+                f"host {name} was created from {record.get('image')}, not the current golden image "
+                f"{params['image']}; recreate it (make lab-down lab-up) to pick up the new image."
+            )
         image = record["image"] if record else params["image"]
         if not os.path.isdir(os.path.join(image or "", "etc")):
             raise LabError(f"golden image {image} is missing; build it with `make lab-image` (or make lab-up).")
         for iface in interfaces:
             if not os.path.exists(f"/sys/class/net/{iface.bridge}"):
-                raise LabError(f"bridge {iface.bridge} for host {name} does not exist; create the zone first "
-                               "(make lab-up creates every zone of the inventory).")
+                raise LabError(
+                    f"bridge {iface.bridge} for host {name} does not exist; create the zone first "
+                    "(make lab-up creates every zone of the inventory)."
+                )
 
         running = bool(record) and is_our_process(record.get("pid"), record.get("start_time"))
         result = dict(changed=False, name=name, address=str(interfaces[0].ip), ssh_seconds=0.0)
@@ -332,8 +381,10 @@ def run_module() -> None:
                 deadline = time.monotonic() + timeout
                 while not ssh_answers(result["address"]):
                     if time.monotonic() > deadline:
-                        raise LabError(f"host {name} runs (PID {record['pid']}) but SSH on {result['address']}:22 "
-                                       f"does not answer. Console: {paths.log}")
+                        raise LabError(
+                            f"host {name} runs (PID {record['pid']}) but SSH on {result['address']}:22 "
+                            f"does not answer. Console: {paths.log}"
+                        )
                     time.sleep(0.25)
             module.exit_json(**result)
         result["changed"] = True
@@ -342,21 +393,39 @@ def run_module() -> None:
 
         # nspawn names the bridge side of host0 "vb-NAME": another lab's host of the same name would clash.
         if len(name) <= 12 and os.path.exists(f"/sys/class/net/vb-{name}"):
-            raise LabError(f"interface vb-{name} already exists: another lab (or a molecule scenario) runs a host "
-                           f"named {name}. Host names must be unique on this machine; stop the other lab first.")
+            raise LabError(
+                f"interface vb-{name} already exists: another lab (or a molecule scenario) runs a host "
+                f"named {name}. Host names must be unique on this machine; stop the other lab first."
+            )
         for tool in ("systemd-nspawn", "ssh-keygen", "useradd", "mount"):
             if not module.get_bin_path(tool):
                 raise LabError(f"{tool} is not installed on the controller: run `make setup`.")
         if not record:
             # Record before anything else exists, so an interrupted create is still torn down.
-            record = dict(name=name, image=image, interfaces=wanted, user=user, provisioned=False,
-                          pid=None, start_time=None, cgroups=cgroup_dirs_for(name))
+            record = dict(
+                name=name,
+                image=image,
+                interfaces=wanted,
+                user=user,
+                provisioned=False,
+                pid=None,
+                start_time=None,
+                cgroups=cgroup_dirs_for(name),
+            )
             write_json_atomic(paths.record, record)
         if not is_mounted(paths.merged):
             mount_overlay(image, paths.upper, paths.work, paths.merged)
         if not record.get("provisioned"):
-            provision(module, paths, name, interfaces, user, params["ssh_public_key"], params["etc_hosts"],
-                      params["ip_forward"])
+            provision(
+                module,
+                paths,
+                name,
+                interfaces,
+                user,
+                params["ssh_public_key"],
+                params["etc_hosts"],
+                params["ip_forward"],
+            )
             record["provisioned"] = True
             write_json_atomic(paths.record, record)
         make_cgroups(record["cgroups"])
@@ -376,8 +445,10 @@ def run_module() -> None:
             if not is_our_process(pid, start):
                 raise LabError(f"host {name} stopped while booting. Last console lines:\n{tail(paths.log)}")
             if time.monotonic() > deadline:
-                raise LabError(f"host {name} did not answer SSH on {result['address']}:22 within {timeout:.0f}s. "
-                               f"Console log: {paths.log}\n{tail(paths.log)}")
+                raise LabError(
+                    f"host {name} did not answer SSH on {result['address']}:22 within {timeout:.0f}s. "
+                    f"Console log: {paths.log}\n{tail(paths.log)}"
+                )
             time.sleep(0.2)
         result.update(pid=pid, ssh_seconds=round(time.monotonic() - started, 2))
         module.exit_json(**result)

@@ -83,8 +83,7 @@ from ansible.module_utils.enp_lab import (
     parse_one_line_sources,
 )
 
-DEFAULT_PACKAGES = ["systemd", "systemd-sysv", "openssh-server", "python3", "python3-apt",
-                    "iproute2", "dbus", "sudo"]
+DEFAULT_PACKAGES = ["systemd", "systemd-sysv", "openssh-server", "python3", "python3-apt", "iproute2", "dbus", "sudo"]
 
 
 def controller_debian_mirror() -> str | None:
@@ -172,14 +171,23 @@ def run_module() -> None:
     shutil.rmtree(building, ignore_errors=True)
     os.makedirs(building)
     started = time.monotonic()
-    cmd = [debootstrap, f"--variant={params['variant']}", f"--include={','.join(params['packages'])}",
-           params["suite"], os.path.join(building, "rootfs"), mirror]
+    cmd = [
+        debootstrap,
+        f"--variant={params['variant']}",
+        f"--include={','.join(params['packages'])}",
+        params["suite"],
+        os.path.join(building, "rootfs"),
+        mirror,
+    ]
     rc, out, err = module.run_command(cmd)
     if rc != 0:
         tail = "\n".join((out + err).splitlines()[-20:])
         shutil.rmtree(building, ignore_errors=True)
-        module.fail_json(msg=f"debootstrap of {params['suite']} from {mirror} failed (rc={rc}). "
-                         "Check that the controller reaches its Debian mirror, then rerun.", stderr=tail)
+        module.fail_json(
+            msg=f"debootstrap of {params['suite']} from {mirror} failed (rc={rc}). "
+            "Check that the controller reaches its Debian mirror, then rerun.",
+            stderr=tail,
+        )
     try:
         scrub_image(os.path.join(building, "rootfs"))
     except (OSError, LabError) as exc:

@@ -66,17 +66,19 @@ def host_records(state_dir: str, zones: dict) -> list[dict]:
             continue
         running = is_our_process(record.get("pid"), record.get("start_time"))
         address = record["interfaces"][0]["address"].split("/")[0] if record.get("interfaces") else None
-        records.append({
-            "name": record["name"],
-            "zone": bridge_zone.get(record["interfaces"][0]["bridge"]) if record.get("interfaces") else None,
-            "address": address,
-            "running": running,
-            "ssh": bool(running and address and ssh_answers(address, timeout=0.5)),
-            "pid": record.get("pid") if running else None,
-            "memory_bytes": memory_bytes(record.get("cgroups", [])) if running else None,
-            "mounted": is_mounted(os.path.join(os.path.dirname(path), "merged")),
-            "cgroups": record.get("cgroups", []),
-        })
+        records.append(
+            {
+                "name": record["name"],
+                "zone": bridge_zone.get(record["interfaces"][0]["bridge"]) if record.get("interfaces") else None,
+                "address": address,
+                "running": running,
+                "ssh": bool(running and address and ssh_answers(address, timeout=0.5)),
+                "pid": record.get("pid") if running else None,
+                "memory_bytes": memory_bytes(record.get("cgroups", [])) if running else None,
+                "mounted": is_mounted(os.path.join(os.path.dirname(path), "merged")),
+                "cgroups": record.get("cgroups", []),
+            }
+        )
     return records
 
 
@@ -90,18 +92,29 @@ def run_module() -> None:
     for path in sorted(glob.glob(os.path.join(state_dir, "networks", "*.json"))):
         record = load_json(path, {})
         if record:
-            networks.append({"bridge": record["bridge"], "address": record.get("address"),
-                             "present": os.path.exists(f"/sys/class/net/{record['bridge']}")})
+            networks.append(
+                {
+                    "bridge": record["bridge"],
+                    "address": record.get("address"),
+                    "present": os.path.exists(f"/sys/class/net/{record['bridge']}"),
+                }
+            )
     services = []
     for path in sorted(glob.glob(os.path.join(state_dir, "services", "*.json"))):
         record = load_json(path, {})
         if record:
             marker = str(record.get("marker", "")).encode() or b"python"
             running = is_our_process(record.get("pid"), record.get("start_time"), marker)
-            services.append({"name": record.get("name", os.path.basename(path)[:-5]), "running": running,
-                             "pid": record.get("pid") if running else None})
-    module.exit_json(changed=False, hosts=host_records(state_dir, module.params["zones"]),
-                     networks=networks, services=services)
+            services.append(
+                {
+                    "name": record.get("name", os.path.basename(path)[:-5]),
+                    "running": running,
+                    "pid": record.get("pid") if running else None,
+                }
+            )
+    module.exit_json(
+        changed=False, hosts=host_records(state_dir, module.params["zones"]), networks=networks, services=services
+    )
 
 
 def main() -> None:

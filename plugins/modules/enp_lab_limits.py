@@ -66,8 +66,9 @@ def write(name: str, value: int) -> None:
 def run_module() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            limits=dict(type="dict", default={"fs.inotify.max_user_instances": 8192,
-                                              "fs.inotify.max_user_watches": 1048576}),
+            limits=dict(
+                type="dict", default={"fs.inotify.max_user_instances": 8192, "fs.inotify.max_user_watches": 1048576}
+            ),
             state_dir=dict(type="path", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),

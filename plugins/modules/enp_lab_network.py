@@ -106,8 +106,10 @@ def run_module() -> None:
 
     if module.params["state"] == "absent":
         if exists and record is None:
-            module.fail_json(msg=f"bridge {name} exists but was not created by the enp lab "
-                             f"(no record in {record_path}); it is left alone. Remove it by hand if it is stale.")
+            module.fail_json(
+                msg=f"bridge {name} exists but was not created by the enp lab "
+                f"(no record in {record_path}); it is left alone. Remove it by hand if it is stale."
+            )
         changed = exists or record is not None
         if changed and not module.check_mode:
             if exists:
@@ -125,22 +127,31 @@ def run_module() -> None:
     want_ip = str(iface.ip)
     used = addresses_in_use(module)
     if exists and record is None:
-        module.fail_json(msg=f"a network interface named {name} already exists and was not created by the enp "
-                         "lab. Choose another bridge name for this zone in the inventory, or remove the old one.")
+        module.fail_json(
+            msg=f"a network interface named {name} already exists and was not created by the enp "
+            "lab. Choose another bridge name for this zone in the inventory, or remove the old one."
+        )
     if want_ip in used and used[want_ip] != name:
-        module.fail_json(msg=f"address {want_ip} is already in use on interface {used[want_ip]} of this machine; "
-                         f"choose another address for bridge {name} in the inventory.")
+        module.fail_json(
+            msg=f"address {want_ip} is already in use on interface {used[want_ip]} of this machine; "
+            f"choose another address for bridge {name} in the inventory."
+        )
     for other_ip, other_if in used.items():
         if other_if != name and ipaddress.ip_address(other_ip) in iface.network:
-            module.fail_json(msg=f"subnet {iface.network} of bridge {name} overlaps interface {other_if} "
-                             f"({other_ip}); each zone needs its own subnet.")
+            module.fail_json(
+                msg=f"subnet {iface.network} of bridge {name} overlaps interface {other_if} "
+                f"({other_ip}); each zone needs its own subnet."
+            )
 
     changed = False
     commands: list[list[str]] = []
     if not exists:
         commands += [["ip", "link", "add", name, "type", "bridge"]]
-    have = [f"{a['local']}/{a['prefixlen']}" for a in (link[0].get("addr_info", []) if link else [])
-            if a.get("family") == "inet"]
+    have = [
+        f"{a['local']}/{a['prefixlen']}"
+        for a in (link[0].get("addr_info", []) if link else [])
+        if a.get("family") == "inet"
+    ]
     if str(iface) not in have:
         commands += [["ip", "addr", "add", str(iface), "dev", name]]
     if not link or "UP" not in link[0].get("flags", []):

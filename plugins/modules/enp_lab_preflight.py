@@ -50,13 +50,15 @@ def run_module() -> None:
     )
     problems: list[str] = list(module.params["plan"].get("problems", []))
     if os.geteuid() != 0:
-        problems.append("the lab needs root (bridges, overlay mounts, systemd-nspawn): run it as root, "
-                        "e.g. `sudo make lab-up`.")
+        problems.append(
+            "the lab needs root (bridges, overlay mounts, systemd-nspawn): run it as root, e.g. `sudo make lab-up`."
+        )
     tools = dict(REQUIRED_TOOLS, **module.params["tools"])
     missing = sorted({pkg for tool, pkg in tools.items() if not module.get_bin_path(tool)})
     if missing:
-        problems.append(f"missing tools on the controller: install Debian packages {' '.join(missing)} "
-                        "(`make setup` does it).")
+        problems.append(
+            f"missing tools on the controller: install Debian packages {' '.join(missing)} (`make setup` does it)."
+        )
     with open("/proc/filesystems", encoding="utf-8") as handle:
         if "overlay" not in handle.read():
             problems.append("the kernel has no overlay filesystem: run `modprobe overlay` on the controller.")

@@ -23,10 +23,16 @@ BIN = pathlib.Path(os.environ.get("VIRTUAL_ENV", PROJECT / ".venv")) / "bin"
 
 
 def run(args: list[str], state_dir: pathlib.Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ENP_LAB_DIR=str(state_dir),
-               ANSIBLE_DEPRECATION_WARNINGS="False", ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=PROJECT, env=env, capture_output=True, text=True,
-                          timeout=900, check=False)
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
+        ENP_LAB_DIR=str(state_dir),
+        ANSIBLE_DEPRECATION_WARNINGS="False",
+        ANSIBLE_NOCOLOR="1",
+    )
+    proc = subprocess.run(
+        [str(BIN / args[0]), *args[1:]], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(args)} failed rc={proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
     return proc
@@ -64,11 +70,23 @@ def test_lab_lifecycle_leaves_nothing_behind(root_required: None, tmp_path: path
         assert ping.stdout.count("SUCCESS") == 3
 
         # The gateway is the only path between zones: the front host reaches the back host's sshd through it.
-        cross = run(["ansible", "-i", inventory, "it-web1", "-m", "ansible.builtin.shell", "-a",
-                     "timeout 5 bash -c '</dev/tcp/198.18.61.11/22' && ip route"], state_dir)
+        cross = run(
+            [
+                "ansible",
+                "-i",
+                inventory,
+                "it-web1",
+                "-m",
+                "ansible.builtin.shell",
+                "-a",
+                "timeout 5 bash -c '</dev/tcp/198.18.61.11/22' && ip route",
+            ],
+            state_dir,
+        )
         assert "default via 198.18.60.254" in cross.stdout
-        gw_routes = run(["ansible", "-i", inventory, "it-gw1", "-m", "ansible.builtin.command", "-a",
-                         "ip route"], state_dir)
+        gw_routes = run(
+            ["ansible", "-i", inventory, "it-gw1", "-m", "ansible.builtin.command", "-a", "ip route"], state_dir
+        )
         assert "default" not in gw_routes.stdout, "the gateway must have no route out of the lab"
 
         again = run(["ansible-playbook", "-i", inventory, "playbooks/lab_up.yml"], state_dir)
@@ -78,7 +96,13 @@ def test_lab_lifecycle_leaves_nothing_behind(root_required: None, tmp_path: path
         assert recap(dry.stdout, "localhost")["changed"] > 0, "check mode must report what teardown would do"
         still = run(["ansible", "-i", inventory, "estate", "-m", "ansible.builtin.ping", "-o"], state_dir)
         assert still.stdout.count("SUCCESS") == 3, "check-mode teardown must not stop anything"
+        refused = run(["ansible-playbook", "-i", inventory, "playbooks/lab_down.yml"], state_dir, check=False)
+        assert refused.returncode != 0 and "without confirmation" in refused.stdout
     finally:
-        run(["ansible-playbook", "-i", inventory, "playbooks/lab_down.yml"], state_dir, check=False)
+        run(
+            ["ansible-playbook", "-i", inventory, "playbooks/lab_down.yml", "-e", "enp_lab_down_confirm=down"],
+            state_dir,
+            check=False,
+        )
     left = diff(before, snapshot())
     assert left == {}, f"teardown left things behind: {left}"

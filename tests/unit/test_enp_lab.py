@@ -29,9 +29,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 ZONES = {
-    "dmz": {"subnet": "198.18.1.0/24", "gateway": "198.18.1.254", "lab_bridge": "enp-dmz", "lab_controller": "198.18.1.1"},
-    "mgmt": {"subnet": "198.18.4.0/24", "gateway": "198.18.4.254", "lab_bridge": "enp-mgmt",
-             "lab_controller": "198.18.4.1"},
+    "dmz": {
+        "subnet": "198.18.1.0/24",
+        "gateway": "198.18.1.254",
+        "lab_bridge": "enp-dmz",
+        "lab_controller": "198.18.1.1",
+    },
+    "mgmt": {
+        "subnet": "198.18.4.0/24",
+        "gateway": "198.18.4.254",
+        "lab_bridge": "enp-mgmt",
+        "lab_controller": "198.18.4.1",
+    },
 }
 
 
@@ -140,11 +149,17 @@ Components: main
 @pytest.mark.parametrize(
     ("stanzas", "expected"),
     [
-        (parse_deb822_sources(SOURCES_DEB822),
-         ("http://mirror.example/debian", "http://mirror.example/debian-security")),
-        (parse_one_line_sources("deb [signed-by=/k.gpg arch=amd64] http://m.example/debian/ trixie main\n"
-                                "deb http://m.example/sec trixie-security main\n"),
-         ("http://m.example/debian", "http://m.example/sec")),
+        (
+            parse_deb822_sources(SOURCES_DEB822),
+            ("http://mirror.example/debian", "http://mirror.example/debian-security"),
+        ),
+        (
+            parse_one_line_sources(
+                "deb [signed-by=/k.gpg arch=amd64] http://m.example/debian/ trixie main\n"
+                "deb http://m.example/sec trixie-security main\n"
+            ),
+            ("http://m.example/debian", "http://m.example/sec"),
+        ),
         (parse_one_line_sources("# deb http://x/ bookworm main\n"), (None, None)),
         ([{"Types": "deb-src", "URIs": "http://x/debian", "Suites": "bookworm"}], (None, None)),
     ],
@@ -168,10 +183,12 @@ def test_extra_veth_names_fit_ifnamsiz(host: str, index: int) -> None:
 
 
 def test_nspawn_command_for_a_gateway_has_one_extra_veth_per_further_zone() -> None:
-    interfaces = parse_interfaces([
-        {"bridge": "enp-mgmt", "address": "198.18.4.254/24"},
-        {"bridge": "enp-dmz", "address": "198.18.1.254/24"},
-    ])
+    interfaces = parse_interfaces(
+        [
+            {"bridge": "enp-mgmt", "address": "198.18.4.254/24"},
+            {"bridge": "enp-dmz", "address": "198.18.1.254/24"},
+        ]
+    )
     cmd = nspawn_command("gw1", "/x/merged", interfaces)
     assert "--network-bridge=enp-mgmt" in cmd
     assert f"--network-veth-extra={extra_veth_name('gw1', 1)}:eth1" in cmd
@@ -188,7 +205,10 @@ def test_cgroup_hierarchies_from_mounts() -> None:
         "cgroup /elsewhere cgroup rw 0 0\n"
     )
     assert cgroup_hierarchies(mounts) == [
-        "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified"]
+        "/sys/fs/cgroup/cpu,cpuacct",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/unified",
+    ]
 
 
 def test_process_start_time_handles_spaces_in_command_name() -> None:
@@ -209,9 +229,12 @@ def test_plan_lab_gives_the_gateway_one_interface_per_zone() -> None:
     assert [i["bridge"] for i in by_name["gw1"]["interfaces"]] == ["enp-mgmt", "enp-dmz"]
     assert by_name["gw1"]["router"] is True
     assert by_name["web1"]["interfaces"] == [
-        {"bridge": "enp-dmz", "address": "198.18.1.11/24", "gateway": "198.18.1.254"}]
+        {"bridge": "enp-dmz", "address": "198.18.1.11/24", "gateway": "198.18.1.254"}
+    ]
     assert {b["bridge"]: b["address"] for b in plan["bridges"]} == {
-        "enp-dmz": "198.18.1.1/24", "enp-mgmt": "198.18.4.1/24"}
+        "enp-dmz": "198.18.1.1/24",
+        "enp-mgmt": "198.18.4.1/24",
+    }
 
 
 @pytest.mark.parametrize(
@@ -220,12 +243,24 @@ def test_plan_lab_gives_the_gateway_one_interface_per_zone() -> None:
         ([{"name": "web1", "zone": "dmz", "address": "198.18.2.11"}], ZONES, "outside its zone"),
         ([{"name": "web1", "zone": "nowhere", "address": "198.18.1.11"}], ZONES, "not defined in enp_zones"),
         ([{"name": "web1", "zone": "dmz", "address": "198.18.1.1"}], ZONES, "already used by bridge"),
-        ([{"name": "web1", "zone": "dmz", "address": "198.18.1.11"},
-          {"name": "web2", "zone": "dmz", "address": "198.18.1.11"}], ZONES, "already used by host"),
-        ([{"name": "gw1", "zone": "mgmt", "address": "198.18.4.10", "gateway_host": True}], ZONES,
-         "must have ansible_host 198.18.4.254"),
-        ([{"name": "web1", "zone": "dmz", "address": "10.0.1.11"}],
-         {"dmz": dict(ZONES["dmz"], subnet="10.0.1.0/24", lab_controller="10.0.1.1")}, "outside the lab range"),
+        (
+            [
+                {"name": "web1", "zone": "dmz", "address": "198.18.1.11"},
+                {"name": "web2", "zone": "dmz", "address": "198.18.1.11"},
+            ],
+            ZONES,
+            "already used by host",
+        ),
+        (
+            [{"name": "gw1", "zone": "mgmt", "address": "198.18.4.10", "gateway_host": True}],
+            ZONES,
+            "must have ansible_host 198.18.4.254",
+        ),
+        (
+            [{"name": "web1", "zone": "dmz", "address": "10.0.1.11"}],
+            {"dmz": dict(ZONES["dmz"], subnet="10.0.1.0/24", lab_controller="10.0.1.1")},
+            "outside the lab range",
+        ),
     ],
 )
 def test_plan_lab_reports_inventory_mistakes(hosts: list[dict], zones: dict, message: str) -> None:
@@ -250,8 +285,14 @@ def test_the_shipped_lab_inventory_plans_cleanly() -> None:
         extra = yaml.safe_load(gv.read_text()) if gv.exists() else {}
         zone = extra.get("enp_zone", zone)
         for name, hv in (node.get("hosts") or {}).items():
-            hosts.append({"name": name, "zone": zone, "address": hv["ansible_host"],
-                          "gateway_host": bool(extra.get("enp_gateway_host"))})
+            hosts.append(
+                {
+                    "name": name,
+                    "zone": zone,
+                    "address": hv["ansible_host"],
+                    "gateway_host": bool(extra.get("enp_gateway_host")),
+                }
+            )
         for child, sub in (node.get("children") or {}).items():
             walk(child, sub or {}, zone)
 

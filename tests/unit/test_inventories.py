@@ -14,8 +14,13 @@ ANSIBLE_INVENTORY = pathlib.Path(sys.executable).parent / "ansible-inventory"
 
 
 def inventory(name: str) -> dict:
-    out = subprocess.run([str(ANSIBLE_INVENTORY), "-i", str(PROJECT / "inventories" / name), "--list"],
-                         capture_output=True, text=True, check=True, cwd=PROJECT).stdout
+    out = subprocess.run(
+        [str(ANSIBLE_INVENTORY), "-i", str(PROJECT / "inventories" / name), "--list"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PROJECT,
+    ).stdout
     return json.loads(out)
 
 
@@ -26,8 +31,17 @@ def groups(data: dict) -> set[str]:
 def test_production_example_has_the_lab_groups() -> None:
     lab, prod = inventory("lab"), inventory("production-example")
     assert groups(lab) == groups(prod)
-    for group in ("loadbalancers", "web", "appservers", "db_primary", "db_standby", "backup_servers",
-                  "log_servers", "bastions", "gateways"):
+    for group in (
+        "loadbalancers",
+        "web",
+        "appservers",
+        "db_primary",
+        "db_standby",
+        "backup_servers",
+        "log_servers",
+        "bastions",
+        "gateways",
+    ):
         assert len(lab[group]["hosts"]) == len(prod[group]["hosts"]), group
 
 
@@ -38,8 +52,15 @@ def test_lab_provider_refuses_the_production_inventory() -> None:
     import yaml
 
     zones = yaml.safe_load((PROJECT / "inventories/production-example/group_vars/all/zones.yml").read_text())
-    hosts = [{"name": h, "zone": hostvars[h]["enp_zone"], "address": hostvars[h].get("ansible_host", h),
-              "gateway_host": hostvars[h].get("enp_gateway_host", False)} for h in hostvars]
+    hosts = [
+        {
+            "name": h,
+            "zone": hostvars[h]["enp_zone"],
+            "address": hostvars[h].get("ansible_host", h),
+            "gateway_host": hostvars[h].get("enp_gateway_host", False),
+        }
+        for h in hostvars
+    ]
     plan = plan_lab(hosts, zones["enp_zones"])
     assert plan["problems"], "the lab provider accepted a production inventory"
     assert plan["hosts"] == []

@@ -18,8 +18,9 @@ REQUIREMENTS = yaml.safe_load((PROJECT / "requirements.yml").read_text())["colle
 
 def installed_collections() -> dict[str, str]:
     galaxy = pathlib.Path(sys.executable).parent / "ansible-galaxy"
-    out = subprocess.run([str(galaxy), "collection", "list", "--format", "json"], capture_output=True, text=True,
-                         check=True, cwd=PROJECT).stdout
+    out = subprocess.run(
+        [str(galaxy), "collection", "list", "--format", "json"], capture_output=True, text=True, check=True, cwd=PROJECT
+    ).stdout
     found: dict[str, str] = {}
     for _path, collections in json.loads(out).items():
         for name, info in collections.items():
@@ -42,10 +43,19 @@ def test_every_collection_used_in_the_tree_is_listed() -> None:
     """A fully qualified name of a collection we do not list would work here by luck and break elsewhere."""
     listed = {r["name"] for r in REQUIREMENTS} | {"ansible.builtin"}
     used: set[str] = set()
-    for path in [*PROJECT.glob("roles/**/*.yml"), *PROJECT.glob("playbooks/*.yml"), *PROJECT.glob("molecule/**/*.yml"),
-                 PROJECT / "ansible.cfg", *PROJECT.glob(".config/molecule/*.yml")]:
+    for path in [
+        *PROJECT.glob("roles/**/*.yml"),
+        *PROJECT.glob("playbooks/*.yml"),
+        *PROJECT.glob("molecule/**/*.yml"),
+        PROJECT / "ansible.cfg",
+        *PROJECT.glob(".config/molecule/*.yml"),
+    ]:
         for token in path.read_text().replace("'", " ").replace('"', " ").replace("(", " ").split():
             parts = token.rstrip(":,").split(".")
-            if len(parts) >= 3 and parts[0] in {"ansible", "community", "ansible_collections"} and parts[1].isidentifier():
+            if (
+                len(parts) >= 3
+                and parts[0] in {"ansible", "community", "ansible_collections"}
+                and parts[1].isidentifier()
+            ):
                 used.add(".".join(parts[:2]))
     assert used <= listed, f"collections used but not in requirements.yml: {sorted(used - listed)}"
