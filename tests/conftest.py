@@ -16,6 +16,10 @@ import ansible.module_utils
 PROJECT = pathlib.Path(__file__).resolve().parents[1]
 MODULE_UTILS = PROJECT / "plugins" / "module_utils"
 
+# Plain `import enp_mirror` works too, for quick experiments; tests use the ansible.module_utils names.
+if str(MODULE_UTILS) not in sys.path:
+    sys.path.insert(0, str(MODULE_UTILS))
+
 
 def _register_module_utils() -> None:
     pending = sorted(MODULE_UTILS.glob("*.py"))

@@ -35,6 +35,12 @@ options:
     description:
       - Debian archive URL for debootstrap. Default is the archive the controller's own apt sources use.
     type: str
+  security_updates:
+    description:
+      - Apply the suite's security and stable updates inside the new image before caching it, so
+        hosts start patched and the first package run does not upgrade the whole base system.
+    type: bool
+    default: true
   state:
     description: V(present) builds the image if it is not cached; V(absent) deletes every cached image.
     type: str
@@ -86,7 +92,7 @@ from ansible.module_utils.enp_lab import (
 DEFAULT_PACKAGES = ["systemd", "systemd-sysv", "openssh-server", "python3", "python3-apt", "iproute2", "dbus", "sudo"]
 
 
-def controller_debian_mirror() -> str | None:
+def controller_debian_mirrors() -> tuple[str | None, str | None]:
     stanzas = []
     for path in glob.glob("/etc/apt/sources.list.d/*.sources"):
         with open(path, encoding="utf-8") as handle:
@@ -95,7 +101,7 @@ def controller_debian_mirror() -> str | None:
         if os.path.exists(path):
             with open(path, encoding="utf-8") as handle:
                 stanzas += parse_one_line_sources(handle.read())
-    return debian_mirrors(stanzas)[0]
+    return debian_mirrors(stanzas)
 
 
 def scrub_image(rootfs: str) -> None:
@@ -107,6 +113,9 @@ def scrub_image(rootfs: str) -> None:
     dbus_id = os.path.join(rootfs, "var/lib/dbus/machine-id")
     if os.path.lexists(dbus_id):
         os.unlink(dbus_id)
+    # Hosts have no DNS (no route out); the controller's resolver settings must not leak into them.
+    with open(os.path.join(rootfs, "etc/resolv.conf"), "w", encoding="utf-8") as handle:
+        handle.write("# lab hosts resolve names through /etc/hosts only\n")
     # Hosts must trust only the baseline mirror: no Debian archive sources in the image.
     for path in [os.path.join(rootfs, "etc/apt/sources.list")] + glob.glob(
         os.path.join(rootfs, "etc/apt/sources.list.d/*")
@@ -123,6 +132,26 @@ def scrub_image(rootfs: str) -> None:
     os.makedirs(os.path.join(rootfs, "var/cache/apt/archives/partial"), exist_ok=True)
 
 
+def apply_updates(module: AnsibleModule, rootfs: str, suite: str, mirror: str, security: str | None) -> str | None:
+    """Upgrade the fresh image from SUITE-updates and SUITE-security; return an error text or None."""
+    lines = [f"deb {mirror} {suite} {suite}-updates main"]
+    if security:
+        lines.append(f"deb {security} {suite}-security main")
+    with open(os.path.join(rootfs, "etc/apt/sources.list"), "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    shutil.copy("/etc/resolv.conf", os.path.join(rootfs, "etc/resolv.conf"))
+    env = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+    for cmd in (
+        ["chroot", rootfs, "apt-get", "-q", "update"],
+        ["chroot", rootfs, "apt-get", "-q", "-y", "-o", "Dpkg::Options::=--force-confold", "upgrade"],
+        ["chroot", rootfs, "apt-get", "clean"],
+    ):
+        rc, out, err = module.run_command(cmd, environ_update=env)
+        if rc != 0:
+            return f"`{' '.join(cmd[2:])}` rc={rc}: " + "\n".join((out + err).splitlines()[-10:])
+    return None
+
+
 def run_module() -> None:
     module = AnsibleModule(
         argument_spec=dict(
@@ -131,6 +160,7 @@ def run_module() -> None:
             variant=dict(type="str", default="minbase"),
             packages=dict(type="list", elements="str", default=DEFAULT_PACKAGES),
             mirror=dict(type="str"),
+            security_updates=dict(type="bool", default=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         supports_check_mode=True,
@@ -144,7 +174,10 @@ def run_module() -> None:
             shutil.rmtree(cache_dir)
         module.exit_json(changed=present)
 
-    key = image_cache_key(params["suite"], params["variant"], params["packages"])
+    # revision 2: security updates applied at build time.
+    key = image_cache_key(
+        params["suite"], params["variant"], params["packages"], revision=2 if params["security_updates"] else 1
+    )
     image_dir = os.path.join(cache_dir, f"{params['suite']}-{key}")
     rootfs = os.path.join(image_dir, "rootfs")
     result = dict(changed=False, rootfs=rootfs, key=key, built_seconds=0.0)
@@ -159,7 +192,8 @@ def run_module() -> None:
     debootstrap = module.get_bin_path("debootstrap")
     if not debootstrap:
         module.fail_json(msg="debootstrap is not installed: run `make setup` (or apt-get install debootstrap).")
-    mirror = params["mirror"] or controller_debian_mirror()
+    default_main, default_security = controller_debian_mirrors()
+    mirror = params["mirror"] or default_main
     if not mirror:
         module.fail_json(
             msg="no Debian mirror configured on this controller (no deb822 or sources.list entry "
@@ -188,6 +222,14 @@ def run_module() -> None:
             "Check that the controller reaches its Debian mirror, then rerun.",
             stderr=tail,
         )
+    if params["security_updates"]:
+        error = apply_updates(module, os.path.join(building, "rootfs"), params["suite"], mirror, default_security)
+        if error:
+            shutil.rmtree(building, ignore_errors=True)
+            module.fail_json(
+                msg=f"updating the new {params['suite']} image failed: {error}. "
+                "Check the controller reaches its Debian mirrors, or set security_updates=false."
+            )
     try:
         scrub_image(os.path.join(building, "rootfs"))
     except (OSError, LabError) as exc:

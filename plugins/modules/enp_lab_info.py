@@ -71,6 +71,7 @@ def host_records(state_dir: str, zones: dict) -> list[dict]:
                 "name": record["name"],
                 "zone": bridge_zone.get(record["interfaces"][0]["bridge"]) if record.get("interfaces") else None,
                 "address": address,
+                "user": record.get("user", "enp"),
                 "running": running,
                 "ssh": bool(running and address and ssh_answers(address, timeout=0.5)),
                 "pid": record.get("pid") if running else None,
