@@ -20,7 +20,7 @@ setup: ## Install Debian packages and the pinned Python venv (idempotent, fast w
 	@scripts/setup.sh
 
 lint: setup ## ruff and ansible-lint (production profile)
-	@echo "[lint] ruff"; $(BIN)/ruff check . && $(BIN)/ruff format --check --quiet plugins enp tests bench
+	@echo "[lint] ruff"; $(BIN)/ruff check . && $(BIN)/ruff format --check --quiet .
 	@echo "[lint] ansible-lint (production profile)"; $(BIN)/ansible-lint --offline -q
 
 unit: setup ## Unit tests (no root, no lab)

@@ -31,7 +31,9 @@ def mount_overlay(lower: str, upper: str, work: str, merged: str) -> None:
         os.makedirs(path, exist_ok=True)
     subprocess.run(
         ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", merged],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -124,8 +126,13 @@ def launch_detached(cmd: list[str], log_path: str, cgroup_dirs: list[str]) -> tu
 
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - fixed argv built by nspawn_command()
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
-            start_new_session=True, preexec_fn=enter_cgroups,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            close_fds=True,
+            start_new_session=True,
+            preexec_fn=enter_cgroups,
         )
     start = None
     for _ in range(50):
