@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_DEPRECATION_WARNINGS := False
 export PY_COLORS := 1
 
-.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-status lab-clean bench
+.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ lab-up: setup ## Build and boot the lab estate of $(INVENTORY)
 
 lab-down: setup ## Remove every host, bridge, mount and process the lab created
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab_down.yml -e enp_lab_down_confirm=down
+
+lab-stop: setup ## Shut the lab hosts down, keeping their disks (lab-up boots them again)
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab_stop.yml
 
 lab-status: setup ## Show lab hosts, bridges and services
 	$(BIN)/enp lab status -i $(INVENTORY)
