@@ -75,6 +75,7 @@ built_seconds:
   type: float
 """
 
+import fcntl
 import glob
 import os
 import shutil
@@ -200,6 +201,13 @@ def run_module() -> None:
             "for the Debian archive). Set enp_lab_debian_mirror in the inventory."
         )
 
+    # Two labs (or a lab and a benchmark) may want the same image at once: one builds, the
+    # other waits on the lock and then finds it cached.
+    os.makedirs(cache_dir, exist_ok=True)
+    lock = open(image_dir + ".lock", "w", encoding="utf-8")  # noqa: SIM115 - held until the module exits
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if os.path.exists(os.path.join(image_dir, "COMPLETE")):
+        module.exit_json(**result)
     # Build beside the final path and rename, so an interrupted build never looks cached.
     building = image_dir + ".building"
     shutil.rmtree(building, ignore_errors=True)

@@ -12,6 +12,8 @@ description:
   - Past about 17 containers, new ones die with "Too many open files" because
     C(fs.inotify.max_user_instances) defaults to 128. This raises such limits at runtime only
     (nothing is written to /etc), records the values it found, and restores them with V(absent).
+  - The limits are machine-wide, so the record is too (C(/run/enp-lab/limits.json), gone at reboot):
+    V(absent) restores them only when no lab host of any lab still runs on this controller.
   - Never lowers a limit that is already high enough.
 options:
   limits:
@@ -19,9 +21,13 @@ options:
     type: dict
     default: {fs.inotify.max_user_instances: 8192, fs.inotify.max_user_watches: 1048576}
   state_dir:
-    description: Lab state folder; the original values are kept in C(limits.json).
+    description: Lab state folder of the calling lab (kept for the interface; the record is machine-wide).
     type: path
     required: true
+  record:
+    description: Machine-wide record of the original values.
+    type: path
+    default: /run/enp-lab/limits.json
   state:
     description: V(present) raises, V(absent) restores what was recorded.
     type: str
@@ -43,6 +49,7 @@ original:
   type: dict
 """
 
+import glob
 import os
 
 from ansible.module_utils.basic import AnsibleModule
@@ -63,6 +70,15 @@ def write(name: str, value: int) -> None:
         handle.write(str(value))
 
 
+def other_lab_hosts_running() -> bool:
+    """Any host cgroup left under enp-lab means some lab still runs hosts that need the limits."""
+    return any(
+        os.path.isdir(os.path.join(parent, entry))
+        for parent in glob.glob("/sys/fs/cgroup/*/enp-lab")
+        for entry in os.listdir(parent)
+    )
+
+
 def run_module() -> None:
     module = AnsibleModule(
         argument_spec=dict(
@@ -70,11 +86,12 @@ def run_module() -> None:
                 type="dict", default={"fs.inotify.max_user_instances": 8192, "fs.inotify.max_user_watches": 1048576}
             ),
             state_dir=dict(type="path", required=True),
+            record=dict(type="path", default="/run/enp-lab/limits.json"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         supports_check_mode=True,
     )
-    record_path = os.path.join(module.params["state_dir"], "limits.json")
+    record_path = module.params["record"]
     original: dict[str, int] = load_json(record_path, {})
     changed = False
     if module.params["state"] == "present":
@@ -86,6 +103,8 @@ def run_module() -> None:
                     original.setdefault(name, current)
                     write_json_atomic(record_path, original)
                     write(name, int(minimum))
+    elif other_lab_hosts_running():
+        module.exit_json(changed=False, original=original, msg="other lab hosts still run; limits kept raised")
     else:
         for name, value in original.items():
             if read(name) != int(value):
