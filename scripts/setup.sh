@@ -48,7 +48,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 
 # Reinstall only when the pins or the package metadata changed.
-stamp_want="$(cat requirements/constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+stamp_want="$(cat requirements/constraints.txt requirements/dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 stamp_file="$VENV/.enp-setup-stamp"
 if [[ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp_want" ]]; then
   say "installing pinned Python packages (requirements/constraints.txt)"

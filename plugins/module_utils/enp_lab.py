@@ -328,6 +328,12 @@ def write_json_atomic(path: str, data) -> None:
     os.replace(tmp, path)
 
 
+def check_usable(address: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network, what: str) -> None:
+    """Refuse the network and broadcast addresses of a subnet."""
+    if subnet.prefixlen < 31 and address in (subnet.network_address, subnet.broadcast_address):
+        raise LabError(f"{what} {address} is the network or broadcast address of {subnet}; pick a host address.")
+
+
 def plan_lab(hosts: list[dict], zones: dict[str, dict]) -> dict:
     """Turn inventory data into the provider's plan: bridges and per-host interfaces.
 
@@ -346,6 +352,16 @@ def plan_lab(hosts: list[dict], zones: dict[str, dict]) -> dict:
             controller = ipaddress.ip_address(str(spec.get("lab_controller")))
             if controller not in subnet:
                 raise LabError(f"lab_controller {controller} of zone {zone} is not inside {subnet}")
+            check_usable(controller, subnet, f"lab_controller of zone {zone}")
+            if spec.get("gateway") is not None:
+                gateway = ipaddress.ip_address(str(spec["gateway"]))
+                check_usable(gateway, subnet, f"gateway of zone {zone}")
+                if gateway == controller:
+                    # Hosts would route through the controller itself, the one machine with a way out.
+                    raise LabError(
+                        f"zone {zone}: gateway {gateway} is the controller's own address; the zone "
+                        "gateway must be the lab gateway host (e.g. .254), never the controller."
+                    )
             check_ifname(str(spec.get("lab_bridge", "")))
         except (LabError, ValueError) as exc:
             problems.append(str(exc))
@@ -378,6 +394,11 @@ def plan_lab(hosts: list[dict], zones: dict[str, dict]) -> dict:
             else:
                 prefix = ipaddress.ip_network(zones[zone]["subnet"]).prefixlen
                 check_lab_address(f"{host.get('address')}/{prefix}", f"address of host {name} (ansible_host)")
+                check_usable(
+                    ipaddress.ip_address(str(host.get("address"))),
+                    ipaddress.ip_network(zones[zone]["subnet"]),
+                    f"address of host {name}",
+                )
                 raw = [
                     {
                         "bridge": zones[zone]["lab_bridge"],
@@ -405,3 +426,45 @@ def plan_lab(hosts: list[dict], zones: dict[str, dict]) -> dict:
     specs = [HostSpec(h["name"], parse_interfaces(h["interfaces"])) for h in planned]
     problems += find_clashes(specs, {b["bridge"]: b["address"] for b in bridges})
     return {"bridges": bridges, "hosts": planned, "problems": problems}
+
+
+def isolation_table_name(state_dir: str) -> str:
+    """One nftables table per lab, so labs can come and go independently."""
+    return "enp_lab_" + hashlib.sha256(os.path.realpath(state_dir).encode()).hexdigest()[:10]
+
+
+def isolation_ruleset(table: str, bridges: list[str], tcp_ports: list[int]) -> str:
+    """Controller firewall for one lab: nothing is routed in or out of the lab bridges, and lab
+    hosts may reach the controller only on the given TCP ports (the baseline mirror) and for
+    replies to connections the controller opened (Ansible's SSH)."""
+    names = ", ".join(f'"{b}"' for b in sorted(set(bridges)))
+    ports = ", ".join(str(p) for p in sorted(set(tcp_ports)))
+    lines = [
+        f"table inet {table} {{",
+        f"  # Written by the enp lab provider for bridges {names}; removed at teardown.",
+        "  chain forward {",
+        "    type filter hook forward priority filter - 10; policy accept;",
+        # Bridged frames inside one zone may pass this hook too (br_netfilter): they keep the same
+        # bridge in and out. Anything else to or from a lab bridge is routing, which never happens here.
+        *(
+            f'    iifname "{b}" oifname != "{b}" counter drop comment "lab hosts are never routed by the controller"'
+            for b in sorted(set(bridges))
+        ),
+        *(
+            f'    oifname "{b}" iifname != "{b}" counter drop comment "nothing is routed into the lab"'
+            for b in sorted(set(bridges))
+        ),
+        "  }",
+        "  chain input {",
+        "    type filter hook input priority filter - 10; policy accept;",
+        f"    iifname {{ {names} }} ct state established,related accept",
+        f"    iifname {{ {names} }} icmp type {{ echo-request, destination-unreachable, time-exceeded }} accept",
+    ]
+    if ports:
+        lines.append(f"    iifname {{ {names} }} tcp dport {{ {ports} }} accept")
+    lines += [
+        f'    iifname {{ {names} }} counter drop comment "lab hosts reach only the mirror"',
+        "  }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"

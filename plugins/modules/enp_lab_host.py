@@ -202,6 +202,32 @@ def provision(
         # 10- sorts before the image's 80-container-host0.network, so ours wins.
         write_file(root, f"/etc/systemd/network/10-{ifname}.network", networkd_config(ifname, iface))
     run = module.run_command
+    # A create interrupted half-way is retried from the start: drop what the last attempt made.
+    for key in ("ssh_host_ed25519_key", "ssh_host_ecdsa_key"):
+        for suffix in ("", ".pub"):
+            if os.path.exists(os.path.join(root, "etc/ssh", key + suffix)):
+                os.unlink(os.path.join(root, "etc/ssh", key + suffix))
+    with open(os.path.join(root, "etc/passwd"), encoding="utf-8") as handle:
+        user_exists = any(line.startswith(user + ":") for line in handle)
+    useradd = (
+        []
+        if user_exists
+        else [
+            [
+                "useradd",
+                "--root",
+                root,
+                "--create-home",
+                "--shell",
+                "/bin/bash",
+                "--groups",
+                "sudo",
+                "--comment",
+                "enp operator",
+                user,
+            ]
+        ]
+    )
     for cmd in (
         ["systemctl", f"--root={root}", "enable", "systemd-networkd.service"],
         [
@@ -228,19 +254,7 @@ def provision(
             "-f",
             os.path.join(root, "etc/ssh/ssh_host_ecdsa_key"),
         ],
-        [
-            "useradd",
-            "--root",
-            root,
-            "--create-home",
-            "--shell",
-            "/bin/bash",
-            "--groups",
-            "sudo",
-            "--comment",
-            "enp operator",
-            user,
-        ],
+        *useradd,
     ):
         rc, out, err = run(cmd)
         if rc != 0:
@@ -254,6 +268,37 @@ def provision(
     os.makedirs(ssh_dir, mode=0o700, exist_ok=True)
     os.chown(ssh_dir, uid, gid)
     write_file(root, f"/home/{user}/.ssh/authorized_keys", pubkey.strip() + "\n", mode=0o600, owner=(uid, gid))
+
+
+def authorized_keys_path(root: str, user: str) -> str:
+    return os.path.join(root, "home", user, ".ssh", "authorized_keys")
+
+
+def refresh_access(module: AnsibleModule, paths: Paths, record: dict, pubkey: str | None, hosts: dict) -> bool:
+    """Rewrite the operator's key and /etc/hosts in a provisioned host when they changed."""
+    changed = False
+    user = record["user"]
+    wanted_key = (pubkey or "").strip() + "\n"
+    wanted_hosts = etc_hosts(record["name"], hosts)
+    mounted = is_mounted(paths.merged)
+    root = paths.merged if mounted else paths.upper
+    # With the overlay unmounted, the host's own copies live in its upper layer.
+    key_file = authorized_keys_path(root, user)
+    current_key = open(key_file, encoding="utf-8").read() if os.path.exists(key_file) else ""  # noqa: SIM115
+    if pubkey and current_key != wanted_key:
+        changed = True
+        if not module.check_mode:
+            stat = os.stat(os.path.dirname(key_file))
+            write_file(
+                root, f"/home/{user}/.ssh/authorized_keys", wanted_key, mode=0o600, owner=(stat.st_uid, stat.st_gid)
+            )
+    hosts_file = os.path.join(root, "etc/hosts")
+    current_hosts = open(hosts_file, encoding="utf-8").read() if os.path.exists(hosts_file) else ""  # noqa: SIM115
+    if current_hosts != wanted_hosts:
+        changed = True
+        if not module.check_mode:
+            write_file(root, "/etc/hosts", wanted_hosts)
+    return changed
 
 
 def attach_extras(module: AnsibleModule, name: str, interfaces, pid: int, start: int, timeout: float) -> None:
@@ -342,7 +387,7 @@ def run_module() -> None:
                 stop(paths, record or {}, timeout)
                 if params["state"] == "absent":
                     shutil.rmtree(paths.base)
-                else:
+                elif record:
                     record["pid"], record["start_time"] = None, None
                     write_json_atomic(paths.record, record)
             module.exit_json(changed=changed, name=name)
@@ -364,17 +409,12 @@ def run_module() -> None:
                 f"{params['image']}; recreate it (make lab-down lab-up) to pick up the new image."
             )
         image = record["image"] if record else params["image"]
-        if not os.path.isdir(os.path.join(image or "", "etc")):
-            raise LabError(f"golden image {image} is missing; build it with `make lab-image` (or make lab-up).")
-        for iface in interfaces:
-            if not os.path.exists(f"/sys/class/net/{iface.bridge}"):
-                raise LabError(
-                    f"bridge {iface.bridge} for host {name} does not exist; create the zone first "
-                    "(make lab-up creates every zone of the inventory)."
-                )
-
         running = bool(record) and is_our_process(record.get("pid"), record.get("start_time"))
         result = dict(changed=False, name=name, address=str(interfaces[0].ip), ssh_seconds=0.0)
+        # Access and name resolution may change after creation (a new controller key, a new host):
+        # rewrite them in the overlay, live if the host runs, and say so.
+        if record and record.get("provisioned"):
+            result["changed"] = refresh_access(module, paths, record, params["ssh_public_key"], params["etc_hosts"])
         if running:
             result["pid"] = record["pid"]
             if not ssh_answers(result["address"]) and not module.check_mode:
@@ -390,6 +430,15 @@ def run_module() -> None:
         result["changed"] = True
         if module.check_mode:
             module.exit_json(**result)
+
+        if not os.path.isdir(os.path.join(image or "", "etc")):
+            raise LabError(f"golden image {image} is missing; `make lab-up` builds it (role lab, enp_lab_image).")
+        for iface in interfaces:
+            if not os.path.exists(f"/sys/class/net/{iface.bridge}"):
+                raise LabError(
+                    f"bridge {iface.bridge} for host {name} does not exist; create the zone first "
+                    "(make lab-up creates every zone of the inventory)."
+                )
 
         # nspawn names the bridge side of host0 "vb-NAME": another lab's host of the same name would clash.
         if len(name) <= 12 and os.path.exists(f"/sys/class/net/vb-{name}"):

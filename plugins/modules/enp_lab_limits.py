@@ -74,7 +74,7 @@ def other_lab_hosts_running() -> bool:
     """Any host cgroup left under enp-lab means some lab still runs hosts that need the limits."""
     return any(
         os.path.isdir(os.path.join(parent, entry))
-        for parent in glob.glob("/sys/fs/cgroup/*/enp-lab")
+        for parent in glob.glob("/sys/fs/cgroup/enp-lab") + glob.glob("/sys/fs/cgroup/*/enp-lab")
         for entry in os.listdir(parent)
     )
 

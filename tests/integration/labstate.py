@@ -14,7 +14,9 @@ def _lines(cmd: list[str]) -> list[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.splitlines()
 
 
-def processes(patterns: tuple[str, ...] = ("systemd-nspawn", "http.server", "/tmp/enp-cp/")) -> list[str]:
+def processes(
+    patterns: tuple[str, ...] = ("systemd-nspawn", "http.server", "/tmp/enp-cp/", "gpg-agent", "dirmngr", "keyboxd"),
+) -> list[str]:
     found = []
     for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
         try:
@@ -37,7 +39,7 @@ def snapshot() -> dict[str, list[str]]:
         "links": links,
         "addresses": addresses,
         "processes": processes(),
-        "cgroups": sorted(glob.glob("/sys/fs/cgroup/*/enp-lab*")),
+        "cgroups": sorted(glob.glob("/sys/fs/cgroup/enp-lab*") + glob.glob("/sys/fs/cgroup/*/enp-lab*")),
         "nft_tables": sorted(_lines(["nft", "list", "tables"])),
         "listeners_198_18": sorted(line.split()[3] for line in _lines(["ss", "-ltnH"]) if " 198.1" in line),
         "inotify": [open("/proc/sys/fs/inotify/max_user_instances").read().strip()],

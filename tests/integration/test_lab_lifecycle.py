@@ -63,6 +63,10 @@ def test_lab_lifecycle_leaves_nothing_behind(root_required: None, tmp_path: path
     state_dir = tmp_path / "lab"
     before = snapshot()
     try:
+        dry_up = run(["ansible-playbook", "-i", inventory, "playbooks/lab_up.yml", "--check"], state_dir)
+        assert recap(dry_up.stdout, "localhost")["changed"] > 0, "check mode must report what lab-up would do"
+        assert diff(before, snapshot()) == {}, "check-mode lab-up must not create anything"
+
         up = run(["ansible-playbook", "-i", inventory, "playbooks/lab_up.yml"], state_dir)
         assert recap(up.stdout, "localhost")["failed"] == 0
 
@@ -84,13 +88,29 @@ def test_lab_lifecycle_leaves_nothing_behind(root_required: None, tmp_path: path
             state_dir,
         )
         assert "default via 198.18.60.254" in cross.stdout
+        # The controller answers lab hosts only on the mirror port: its sshd on the lab address is dropped.
+        fenced = run(
+            [
+                "ansible",
+                "-i",
+                inventory,
+                "it-db1",
+                "-m",
+                "ansible.builtin.shell",
+                "-a",
+                "timeout 3 bash -c '</dev/tcp/198.18.61.1/8080' && ! timeout 3 bash -c '</dev/tcp/198.18.61.1/22'",
+            ],
+            state_dir,
+        )
+        assert "CHANGED" in fenced.stdout
         gw_routes = run(
             ["ansible", "-i", inventory, "it-gw1", "-m", "ansible.builtin.command", "-a", "ip route"], state_dir
         )
         assert "default" not in gw_routes.stdout, "the gateway must have no route out of the lab"
 
         again = run(["ansible-playbook", "-i", inventory, "playbooks/lab_up.yml"], state_dir)
-        assert recap(again.stdout, "localhost")["changed"] == 0, "second lab-up must change nothing"
+        for host in ("localhost", "it-web1", "it-db1", "it-gw1"):
+            assert recap(again.stdout, host)["changed"] == 0, f"second lab-up must change nothing on {host}"
 
         dry = run(["ansible-playbook", "-i", inventory, "playbooks/lab_down.yml", "--check"], state_dir)
         assert recap(dry.stdout, "localhost")["changed"] > 0, "check mode must report what teardown would do"

@@ -257,6 +257,17 @@ def test_plan_lab_gives_the_gateway_one_interface_per_zone() -> None:
             "must have ansible_host 198.18.4.254",
         ),
         (
+            [{"name": "web1", "zone": "dmz", "address": "198.18.1.11"}],
+            {"dmz": dict(ZONES["dmz"], gateway="198.18.1.1")},
+            "never the controller",
+        ),
+        ([{"name": "web1", "zone": "dmz", "address": "198.18.1.255"}], ZONES, "broadcast"),
+        (
+            [{"name": "web1", "zone": "dmz", "address": "198.18.1.11"}],
+            {"dmz": dict(ZONES["dmz"], gateway="198.18.1.0")},
+            "network or broadcast",
+        ),
+        (
             [{"name": "web1", "zone": "dmz", "address": "10.0.1.11"}],
             {"dmz": dict(ZONES["dmz"], subnet="10.0.1.0/24", lab_controller="10.0.1.1")},
             "outside the lab range",
@@ -303,3 +314,31 @@ def test_the_shipped_lab_inventory_plans_cleanly() -> None:
     [gateway] = [h for h in plan["hosts"] if h["router"]]
     assert len(gateway["interfaces"]) == len(zones)
     assert {h["zone"] for h in plan["hosts"]} == set(zones)
+
+
+def test_isolation_ruleset_drops_routing_but_not_bridging_and_fences_the_controller() -> None:
+    from ansible.module_utils.enp_lab import isolation_ruleset, isolation_table_name
+
+    table = isolation_table_name("/tmp/some-lab")
+    assert table.startswith("enp_lab_") and table == isolation_table_name("/tmp/some-lab")
+    assert table != isolation_table_name("/tmp/other-lab")
+    text = isolation_ruleset(table, ["enp-dmz", "enp-app", "enp-dmz"], [8080])
+    assert 'iifname "enp-dmz" oifname != "enp-dmz"' in text and 'oifname "enp-app" iifname != "enp-app"' in text
+    assert "tcp dport { 8080 } accept" in text
+    assert text.count("hook forward") == 1 and text.count("hook input") == 1
+    assert "dport" not in isolation_ruleset(table, ["enp-dmz"], [])
+
+
+def test_isolation_ruleset_is_valid_nft(tmp_path) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    from ansible.module_utils.enp_lab import isolation_ruleset
+
+    if not shutil.which("nft") or os.geteuid() != 0:
+        pytest.skip("nft -c needs the nftables package and root")
+    path = tmp_path / "rules.nft"
+    path.write_text(isolation_ruleset("enp_lab_unittest", ["enp-dmz", "enp-app"], [8080]))
+    check = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stderr
