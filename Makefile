@@ -9,9 +9,8 @@ INVENTORY ?= inventories/lab
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_DEPRECATION_WARNINGS := False
-export PY_COLORS := 1
 
-.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench
+.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench mirror-lock mirror
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,8 +46,16 @@ lab-stop: setup ## Shut the lab hosts down, keeping their disks (lab-up boots th
 lab-status: setup ## Show lab hosts, bridges and services
 	$(BIN)/enp lab status -i $(INVENTORY)
 
-lab-clean: lab-down ## lab-down, then delete cached images and packages too
+lab-clean: lab-down ## lab-down, then delete cached images and packages too (refused while any lab runs)
+	@if grep -q " overlay " /proc/mounts && grep " overlay " /proc/mounts | grep -q "lowerdir=$${ENP_CACHE_DIR:-$$HOME/.cache/enp}"; then \
+	  echo "lab-clean: another lab (molecule, bench or tests) still runs on the cached image; stop it first." >&2; exit 3; fi
 	rm -rf "$${ENP_CACHE_DIR:-$$HOME/.cache/enp}" .lab
+
+mirror-lock: setup ## Re-lock baseline/packages.lock against the golden image and Debian now (review the diff, commit)
+	$(BIN)/ansible-playbook playbooks/mirror_lock.yml --diff
+
+mirror: setup ## Build the signed baseline mirror from the lock into .lab/mirror (strict: a stale lock fails)
+	$(BIN)/ansible-playbook playbooks/mirror_build.yml
 
 bench: setup ## Benchmarks (bench/lab_startup)
 	$(BIN)/python bench/lab_startup.py

@@ -338,7 +338,10 @@ def stop(paths: Paths, record: dict, timeout: float) -> bool:
     if record:
         busy = remove_cgroups(record.get("cgroups", []))
         if busy:
-            raise LabError(f"cgroups still busy after stopping {record['name']}: {', '.join(busy)}")
+            raise LabError(
+                f"cgroups still busy after stopping {record['name']}: {', '.join(busy)}. A process of the host "
+                f"survived its shutdown: list it with `cat {busy[0]}/cgroup.procs`, end it, then rerun."
+            )
     return changed
 
 
