@@ -27,8 +27,19 @@ ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 SUITE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 
-# Order of the header fields in the lock; only these are read back.
-LOCK_META_KEYS = ("format", "suite", "architecture", "manifest-sha256", "image-status-sha256", "packages", "bytes")
+# Order of the header fields in the lock; only these are read back. The last two appear only in an effective
+# lock (see effective_lock_header): which repository lock it replaces and which of its versions were gone.
+LOCK_META_KEYS = (
+    "format",
+    "suite",
+    "architecture",
+    "manifest-sha256",
+    "image-status-sha256",
+    "packages",
+    "bytes",
+    "replaces-lock-sha256",
+    "stale-packages",
+)
 
 LOCK_HEADER = (
     "# enp baseline lock: every .deb the baseline mirror serves, and nothing else.\n"
@@ -36,12 +47,20 @@ LOCK_HEADER = (
     "# review the diff (new packages, changed versions) before committing. Do not edit by hand.\n"
 )
 LOCK_COLUMNS = "# name version arch sha256 size"
+MAKE_RELOCK = "make mirror-lock"
+
+EFFECTIVE_LOCK_HEADER = (
+    "# enp EFFECTIVE lock, written by enp_mirror_build (on_stale_lock=relock) during a build, because the\n"
+    "# repository's baseline/packages.lock names versions Debian no longer serves. The mirror was built from\n"
+    f"# this file, which nobody has reviewed: run `{MAKE_RELOCK}`, review the diff and commit the lock.\n"
+)
 
 INST_RE = re.compile(
     r"^Inst (?P<name>[^\s:\[]+)(?::\S+)? (?:\[(?P<old>[^\]]+)\] )?"
     r"\((?P<version>\S+) (?P<origin>.*)\[(?P<arch>[^\]]+)\]\)"
 )
 REMV_RE = re.compile(r"^Remv (?P<name>[^\s:\[]+)")
+MADISON_RE = re.compile(r"^\s*(?P<name>[^\s|]+)\s*\|\s*(?P<version>[^\s|]+)\s*\|\s*(?P<source>.*\S)\s*$")
 MISSING_VERSION_RE = re.compile(r"Version '(?P<version>[^']+)' for '(?P<name>[^']+)' was not found")
 UNKNOWN_PACKAGE_RE = re.compile(r"Unable to locate package (?P<name>\S+)")
 PROXY_RE = re.compile(r'^(?P<key>Acquire::https?::Proxy(?:::[^\s"]+)?) "(?P<value>[^"]*)";$')
@@ -49,6 +68,14 @@ PROXY_RE = re.compile(r'^(?P<key>Acquire::https?::Proxy(?:::[^\s"]+)?) "(?P<valu
 
 class MirrorError(Exception):
     """A refusal with a message written for the operator: what is wrong and what to do."""
+
+
+class StaleLockError(MirrorError):
+    """Locked versions that must be downloaded but that the Debian archive no longer serves."""
+
+    def __init__(self, stale: list[LockEntry]) -> None:
+        self.stale = sorted(stale)
+        super().__init__(f"Debian no longer serves {', '.join(e.pin for e in self.stale)}")
 
 
 @dataclass(frozen=True, order=True)
@@ -207,14 +234,14 @@ def parse_lock(text: str) -> tuple[dict[str, str], list[LockEntry]]:
     return meta, sorted(entries)
 
 
-def format_lock(entries: Iterable[LockEntry], meta: dict[str, str]) -> str:
+def format_lock(entries: Iterable[LockEntry], meta: dict[str, str], header: str = LOCK_HEADER) -> str:
     """The lock text: fixed header, known fields in fixed order, one sorted line per .deb."""
     ordered = sorted(entries)
     fields = dict(meta)
     fields["format"] = LOCK_FORMAT
     fields["packages"] = str(len(ordered))
     fields["bytes"] = str(sum(e.size for e in ordered))
-    lines = [LOCK_HEADER.rstrip("\n")]
+    lines = [header.rstrip("\n")]
     lines += [f"# {key}: {fields[key]}" for key in LOCK_META_KEYS if fields.get(key)]
     lines.append(LOCK_COLUMNS)
     lines += [e.line() for e in ordered]
@@ -341,6 +368,95 @@ def check_files(entries: Iterable[LockEntry], observed: dict[str, tuple[str, int
     return result
 
 
+def fetch_list(entries: Iterable[LockEntry], observed: dict[str, tuple[str, int]]) -> list[LockEntry]:
+    """The .debs a build must download: locked files the cache lacks or holds with other bytes.
+
+    Nothing else is asked of apt: the lock is already the full closure, so neither the golden image
+    nor apt's resolver has a say in what is fetched.
+    """
+    check = check_files(entries, observed)
+    return sorted(check.missing + check.mismatched)
+
+
+def parse_madison(text: str) -> dict[str, set[str]]:
+    """name -> versions the configured archives serve, from `apt-cache madison` (dpkg status lines ignored)."""
+    found: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        match = MADISON_RE.match(line)
+        if match and "dpkg/status" not in match.group("source"):
+            found.setdefault(match.group("name"), set()).add(match.group("version"))
+    return found
+
+
+def stale_entries(entries: Iterable[LockEntry], available: dict[str, set[str]]) -> list[LockEntry]:
+    """Locked versions the archive no longer serves (Debian keeps only the newest in -updates/-security)."""
+    return sorted(e for e in entries if e.version not in available.get(e.name, set()))
+
+
+def relock_changes(old: Iterable[LockEntry], new: Iterable[LockEntry]) -> list[str]:
+    """`name old -> new` for every package a fresh lock changes; `(none)` and `(removed)` at either end."""
+    before = {(e.name, e.arch): e for e in old}
+    after = {(e.name, e.arch): e for e in new}
+    lines = []
+    for key in sorted(before.keys() | after.keys()):
+        was, now = before.get(key), after.get(key)
+        if was is None and now is not None:
+            lines.append(f"{now.name} (none) -> {now.version}")
+        elif now is None and was is not None:
+            lines.append(f"{was.name} {was.version} -> (removed)")
+        elif was is not None and now is not None and (was.version, was.sha256) != (now.version, now.sha256):
+            lines.append(f"{now.name} {was.version} -> {now.version}")
+    return lines
+
+
+def image_matches_lock(meta: dict[str, str], status_sha256: str | None) -> bool | None:
+    """Whether the golden image is the one the lock was resolved against (None: cannot tell)."""
+    locked = meta.get("image-status-sha256")
+    if not locked or not status_sha256:
+        return None
+    return locked == status_sha256
+
+
+def effective_lock_applies(meta: dict[str, str], repo_lock_sha256: str, manifest_digest: str) -> bool:
+    """An effective lock from an earlier build is reused only for the same repository lock and manifest."""
+    return meta.get("replaces-lock-sha256") == repo_lock_sha256 and meta.get("manifest-sha256") == manifest_digest
+
+
+def _pins(pins: Iterable[str], limit: int = 12) -> str:
+    ordered = sorted(pins)
+    more = f" and {len(ordered) - limit} more" if len(ordered) > limit else ""
+    return ", ".join(ordered[:limit]) + more
+
+
+def stale_lock_failure(stale: list[str], lock_path: str, cache_dir: str) -> str:
+    """Message for on_stale_lock=fail: which `name=version` pins are gone and what the operator does next."""
+    return (
+        f"the lock {lock_path} is stale: Debian no longer serves {len(stale)} locked version(s) that are not "
+        f"in the .deb cache {cache_dir}: {_pins(stale)}. (Debian keeps only the newest version of a package in "
+        "<suite>-updates and <suite>-security, so a security update removes the version locked before it.) "
+        f"Next: run `{MAKE_RELOCK}`, review the version changes in its diff and commit baseline/packages.lock. "
+        "A throwaway lab build may instead pass on_stale_lock=relock to build from a fresh, unreviewed lock "
+        "written to effective_lock."
+    )
+
+
+def stale_lock_warning(stale: list[str], changes: list[str], lock_path: str, effective_path: str) -> str:
+    """Warning for on_stale_lock=relock: the mirror was built from an unreviewed lock; fix the repository."""
+    shown = "; ".join(changes[:20]) + (f"; and {len(changes) - 20} more" if len(changes) > 20 else "")
+    gone = f"Debian no longer serves {_pins(stale)}" if stale else "Debian no longer serves some locked versions"
+    return (
+        f"STALE LOCK: {lock_path} is out of date ({gone}). This mirror was built from a fresh lock that "
+        f"nobody has reviewed, written to {effective_path} ({len(changes)} change(s): {shown or 'none'}). "
+        f"Run `{MAKE_RELOCK}`, review the diff and commit baseline/packages.lock; production builds "
+        "(on_stale_lock=fail) refuse this lock until then."
+    )
+
+
+def gpgv_command(home: str, keyring: str, *files: str) -> list[str]:
+    """gpgv with its own home: never reads or creates the controller user's ~/.gnupg."""
+    return ["gpgv", "--homedir", home, "--keyring", keyring, *files]
+
+
 def sha256_file(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -392,7 +508,8 @@ def private_apt_conf(
 
     Why each Dir:: is set: the controller's apt.conf.d, sources, pins, trusted keys, lists, cache and
     dpkg status must neither influence the result nor be changed by it; `status` is a copy of the
-    golden image's dpkg status so resolution is relative to what the image already has.
+    golden image's dpkg status (empty when only downloading by pin) so resolution is relative to what the image
+    already has.
     """
     empty = f"{root}/etc/empty.d"
     options = {

@@ -12,7 +12,7 @@ description:
   - Past about 17 containers, new ones die with "Too many open files" because
     C(fs.inotify.max_user_instances) defaults to 128. This raises such limits at runtime only
     (nothing is written to /etc), records the values it found, and restores them with V(absent).
-  - The limits are machine-wide, so the record is too (C(/run/enp-lab/limits.json), gone at reboot):
+  - The limits are machine-wide, so the record is too (C(/run/enp-lab/limits.json), gone at reboot);
     V(absent) restores them only when no lab host of any lab still runs on this controller.
   - Never lowers a limit that is already high enough.
 options:

@@ -12,10 +12,14 @@ description:
   - V(lock) resolves the manifest's packages (plus their dependencies, and optionally updates of the golden
     image's own packages) against the golden image's dpkg status with the controller's C(apt-get), and writes
     every resolved C(.deb) with version, sha256 and size (taken from Debian's signed indexes) to the lock.
-  - V(build) downloads exactly the locked C(.deb)s into O(cache_dir) (only those missing there), verifies each
-    sha256 against the lock, indexes them with C(apt-ftparchive), signs the Release file (C(InRelease) and
-    C(Release.gpg)) with a key in O(gnupg_home) (an ed25519 key is generated there if none carries O(key_uid)),
-    exports the public key into the tree and publishes the tree at O(dest).
+  - V(build) downloads exactly the locked C(.deb)s into O(cache_dir) (only those missing there) with
+    C(apt-get download name=version) - the lock is the full closure, so nothing is resolved and the golden image has no
+    say in what is fetched. Each file's sha256 and size are checked against the lock before it enters the cache.
+    Then it indexes them with C(apt-ftparchive), signs the Release file (C(InRelease) and C(Release.gpg)) with a key
+    in O(gnupg_home) (an ed25519 key is generated there if none carries O(key_uid)), exports the public key into
+    the tree and publishes the tree at O(dest).
+  - A lock is stale when a locked version must be downloaded but Debian no longer serves it (Debian keeps only
+    the newest version in C(<suite>-updates) and C(<suite>-security)). O(on_stale_lock) decides what happens then.
   - apt runs with private C(Dir::) settings only (own sources, lists, cache, a copy of the image's dpkg status,
     no controller apt.conf.d except proxy settings), so the controller's and the image's apt state are never touched.
   - Idempotent; a stamp in O(dest) records a hash of lock, key fingerprint and suite plus a hash of every
@@ -37,7 +41,8 @@ options:
   image:
     description:
       - Golden image root filesystem. Only its C(var/lib/dpkg/status) is read (a copy is used).
-      - Needed in V(lock) mode, and in V(build) mode when C(.deb)s must be downloaded.
+      - Needed in V(lock) mode and with O(on_stale_lock=relock). In V(build) mode it is otherwise only compared
+        with the lock's C(image-status-sha256); a difference is a warning (RV(image_matches_lock)), not a failure.
     type: path
   cache_dir:
     description: Download cache for C(.deb)s, reused across runs; apt's private state lives in C(.apt/) below it.
@@ -82,6 +87,23 @@ options:
     description: Keyring that signs the Debian archive (the private sources use it as C(Signed-By)).
     type: path
     default: /usr/share/keyrings/debian-archive-keyring.gpg
+  on_stale_lock:
+    description:
+      - What a V(build) does when the lock is stale (locked versions to download that Debian no longer serves).
+      - V(fail) (the default, and what production uses) refuses, naming the versions and telling the operator to
+        run C(make mirror-lock), review and commit the lock.
+      - V(relock) (for throwaway lab builds; the lab role passes it) resolves a fresh lock of the whole manifest
+        against O(image) and Debian now, writes it to O(effective_lock) - never to O(lock) - builds the mirror from
+        it and returns RV(stale_lock=true), RV(relock_changes) and RV(stale_lock_warning). Later builds reuse that
+        effective lock while O(lock) and the manifest are unchanged. Needs O(image) and O(effective_lock).
+    type: str
+    choices: [fail, relock]
+    default: fail
+  effective_lock:
+    description:
+      - Where O(on_stale_lock=relock) writes the fresh lock, e.g. C({{ lab_state_dir }}/packages.effective.lock).
+        Must not be O(lock). Removed again once O(lock) builds without relocking.
+    type: path
 author: enp contributors
 notes:
   - Needs C(apt-get), C(apt-ftparchive) (package apt-utils), C(gpg) and C(gpgv) on the controller.
@@ -89,6 +111,9 @@ notes:
   - Check mode never writes the lock, the mirror or the key. In V(lock) mode it still refreshes the private
     Debian indexes under O(cache_dir) (resolving needs them); nothing outside O(cache_dir) is touched.
   - Runs for the same O(cache_dir) are serialised with a lock file (C(.enp-mirror.lock)).
+  - A build with a warm O(cache_dir) needs no network at all, even for a lock Debian has moved past.
+  - Every gpg and gpgv call names its home (O(gnupg_home), or a temporary one for gpgv), so the controller user's
+    C(~/.gnupg) is never read or created.
 """
 
 EXAMPLES = r"""
@@ -99,13 +124,24 @@ EXAMPLES = r"""
     lock: "{{ playbook_dir }}/../baseline/packages.lock"
     image: "{{ golden.rootfs }}"
 
-- name: Publish the signed baseline mirror
+- name: Publish the signed baseline mirror, refusing a stale lock
   enp_mirror_build:
     manifest: "{{ playbook_dir }}/../baseline/packages.yml"
     lock: "{{ playbook_dir }}/../baseline/packages.lock"
     image: "{{ golden.rootfs }}"
     dest: "{{ enp_lab_state_dir }}/mirror"
     gnupg_home: "{{ enp_lab_state_dir }}/mirror-gnupg"
+  register: enp_mirror
+
+- name: Publish the lab mirror, relocking (unreviewed, outside the repository) if Debian moved past the lock
+  enp_mirror_build:
+    manifest: "{{ playbook_dir }}/../baseline/packages.yml"
+    lock: "{{ playbook_dir }}/../baseline/packages.lock"
+    image: "{{ golden.rootfs }}"
+    dest: "{{ enp_lab_state_dir }}/mirror"
+    gnupg_home: "{{ enp_lab_state_dir }}/mirror-gnupg"
+    on_stale_lock: relock
+    effective_lock: "{{ enp_lab_state_dir }}/packages.effective.lock"
   register: enp_mirror
 """
 
@@ -146,6 +182,33 @@ lock_changes:
   description: Packages added, removed and with changed versions compared with the previous lock.
   returned: mode=lock
   type: dict
+lock_used:
+  description: The lock the mirror was built from (O(lock), or O(effective_lock) when the lock was stale).
+  returned: mode=build
+  type: str
+stale_lock:
+  description: Whether the mirror was built from an effective lock because O(lock) is stale.
+  returned: mode=build
+  type: bool
+stale_packages:
+  description: C(name=version) pins of O(lock) that Debian no longer serves.
+  returned: mode=build, when stale_lock
+  type: list
+  elements: str
+relock_changes:
+  description: C(name old -> new) for every package the effective lock changes compared with O(lock).
+  returned: mode=build, when stale_lock
+  type: list
+  elements: str
+  sample: ["libssl3 3.0.22-1~deb12u2 -> 3.0.23-1~deb12u1", "newdep (none) -> 1.0-1"]
+stale_lock_warning:
+  description: Text for the operator - the repository's lock is stale; review and commit with C(make mirror-lock).
+  returned: mode=build, when stale_lock
+  type: str
+image_matches_lock:
+  description: Whether O(image) is the golden image the lock was resolved against (null when unknown).
+  returned: mode=build
+  type: bool
 seconds:
   description: Wall-clock time of the run.
   returned: always
@@ -155,6 +218,7 @@ seconds:
 import fcntl
 import glob
 import gzip
+import hashlib
 import os
 import shutil
 import tempfile
@@ -169,20 +233,28 @@ from ansible.module_utils.enp_lab import (
     write_json_atomic,
 )
 from ansible.module_utils.enp_mirror import (
+    EFFECTIVE_LOCK_HEADER,
+    MAKE_RELOCK,
     SUITE_RE,
     LockEntry,
     Manifest,
     MirrorError,
+    StaleLockError,
     apt_problems,
     check_files,
     debian_sources,
+    effective_lock_applies,
     entries_from_records,
+    fetch_list,
     format_lock,
+    gpgv_command,
+    image_matches_lock,
     inputs_digest,
     installed_packages,
     lock_changes,
     parse_control,
     parse_lock,
+    parse_madison,
     parse_manifest,
     parse_secret_keys,
     parse_simulation,
@@ -190,14 +262,19 @@ from ansible.module_utils.enp_mirror import (
     private_apt_conf,
     proxy_settings,
     release_options,
+    relock_changes,
     sha256_file,
+    stale_entries,
+    stale_lock_failure,
+    stale_lock_warning,
     tree_digest,
     unavailable_pins,
 )
 
 STAMP = ".enp-mirror-stamp.json"
 KEY_BASENAME = "enp-baseline-keyring"
-RELOCK = "Review baseline/packages.yml and re-lock with `make mirror-lock`, then review and commit the lock diff."
+RELOCK = f"Review baseline/packages.yml and re-lock with `{MAKE_RELOCK}`, then review and commit the lock diff."
+DOWNLOAD_DIR = ".download"  # below cache_dir: apt-get download lands here; only verified files move up
 
 
 class Tools:
@@ -234,7 +311,7 @@ class PrivateApt:
         tools: Tools,
         root: str,
         archives: str,
-        image: str,
+        image: str | None,
         manifest: Manifest,
         main_uri: str,
         security_uri: str,
@@ -250,8 +327,11 @@ class PrivateApt:
         for sub in ("etc/empty.d", "state/lists/partial", "cache", "log"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
         os.makedirs(os.path.join(self.archives, "partial"), exist_ok=True)
-        # A copy: apt locks and may write next to Dir::State::status; the image must stay pristine.
-        shutil.copyfile(image_status(self.image), self.status)
+        if self.image:
+            # A copy: apt locks and may write next to Dir::State::status; the image must stay pristine.
+            shutil.copyfile(image_status(self.image), self.status)
+        else:
+            write_text(self.status, "")  # downloading by exact pin needs no installed-package state
         sources = os.path.join(self.root, "etc", "debian.sources")
         write_text(
             sources,
@@ -273,8 +353,10 @@ class PrivateApt:
             ),
         )
 
-    def run(self, args: list[str], what: str, ok_rc: tuple[int, ...] = (0,)) -> tuple[int, str, str]:
-        return self.tools.run(args, what, env={"APT_CONFIG": self.conf}, ok_rc=ok_rc)
+    def run(
+        self, args: list[str], what: str, ok_rc: tuple[int, ...] = (0,), cwd: str | None = None
+    ) -> tuple[int, str, str]:
+        return self.tools.run(args, what, env={"APT_CONFIG": self.conf}, ok_rc=ok_rc, cwd=cwd)
 
     def update(self) -> None:
         _rc, _out, err = self.run(["apt-get", "-q", "update"], f"apt-get update from {self.main_uri}")
@@ -301,17 +383,24 @@ class PrivateApt:
         _rc, out, _err = self.run(["apt-cache", "show", *pins], "reading sha256 sums from the Debian indexes")
         return parse_control(out)
 
-    def download(self, pins: list[str]) -> None:
+    def available(self, names: list[str]) -> dict[str, set[str]]:
+        """name -> versions the Debian indexes serve now (madison reads only the fetched indexes)."""
+        _rc, out, _err = self.run(["apt-cache", "madison", *sorted(set(names))], "listing available versions")
+        return parse_madison(out)
+
+    def download(self, entries: list[LockEntry], into: str) -> None:
+        """`apt-get download name=version` of exactly these entries into INTO: no resolution, no dpkg state."""
         rc, out, err = self.run(
-            ["apt-get", "-q", "-y", "install", "--download-only", *pins], "downloading the locked .debs", ok_rc=(0, 100)
+            ["apt-get", "-q", "download", *[e.pin for e in entries]],
+            "downloading the locked .debs",
+            ok_rc=(0, 100),
+            cwd=into,
         )
         if rc != 0:
-            missing = unavailable_pins(out + err)
-            if missing:
-                raise MirrorError(
-                    f"Debian no longer serves {', '.join(missing)}, which the lock pins (a point "
-                    f"release or security update replaced it). {RELOCK}"
-                )
+            missing = set(unavailable_pins(out + err))
+            stale = [e for e in entries if e.pin in missing or e.name in missing]
+            if stale:
+                raise StaleLockError(stale)
             raise MirrorError(f"downloading the locked .debs failed:\n{(err or out).strip()[-2000:]}")
 
 
@@ -336,8 +425,8 @@ def image_status(image: str | None) -> str:
     status = os.path.join(image or "", "var", "lib", "dpkg", "status")
     if not image or not os.path.isfile(status):
         raise MirrorError(
-            f"golden image '{image}' has no var/lib/dpkg/status: build it first (`make lab-image`) "
-            "and pass its rootfs as `image`."
+            f"golden image '{image}' has no var/lib/dpkg/status: build it first (`make mirror-lock` or "
+            "`make lab-up` build and cache it) and pass its rootfs as `image`."
         )
     return status
 
@@ -361,7 +450,8 @@ def controller_mirrors(params: dict) -> tuple[str, str]:
     return main, security
 
 
-def make_apt(module: AnsibleModule, manifest: Manifest) -> PrivateApt:
+def make_apt(module: AnsibleModule, manifest: Manifest, image: str | None) -> PrivateApt:
+    """A prepared, updated private apt; IMAGE's dpkg status is what resolution is relative to (None: empty)."""
     params = module.params
     main, security = controller_mirrors(params)
     if not os.path.isfile(params["debian_keyring"]):
@@ -373,7 +463,7 @@ def make_apt(module: AnsibleModule, manifest: Manifest) -> PrivateApt:
         Tools(module),
         os.path.join(params["cache_dir"], ".apt"),
         params["cache_dir"],
-        params["image"],
+        image,
         manifest,
         main,
         security,
@@ -401,22 +491,33 @@ def load_manifest(path: str) -> Manifest:
 # ---------------------------------------------------------------- lock mode
 
 
-def do_lock(module: AnsibleModule, manifest: Manifest) -> dict:
-    params = module.params
-    status_path = image_status(params["image"])
-    apt = make_apt(module, manifest)
+def resolve_lock(apt: PrivateApt, manifest: Manifest, status_path: str) -> tuple[list[LockEntry], dict[str, str]]:
+    """Resolve the manifest (plus image upgrades) against the image's dpkg status: entries and lock header."""
     names = list(manifest.packages)
     if manifest.include_image_upgrades:
         installed = installed_packages(read_text(status_path) or "")
         names += sorted(set(installed) - set(names))
     resolved = parse_simulation(apt.simulate(names, "resolving the baseline against the golden image"))
     entries = entries_from_records(resolved, apt.records([f"{n}={v}" for n, v, _a in resolved]))
+    if not entries:
+        raise MirrorError(
+            "resolving the baseline gave no packages at all (the golden image already has every one at the "
+            "newest version?): an empty mirror is not a baseline. Check baseline/packages.yml and the image."
+        )
     meta = {
         "suite": manifest.suite,
         "architecture": manifest.architecture,
         "manifest-sha256": manifest.digest(),
         "image-status-sha256": sha256_file(status_path),
     }
+    return entries, meta
+
+
+def do_lock(module: AnsibleModule, manifest: Manifest) -> dict:
+    params = module.params
+    status_path = image_status(params["image"])
+    apt = make_apt(module, manifest, params["image"])
+    entries, meta = resolve_lock(apt, manifest, status_path)
     text = format_lock(entries, meta)
     old_text = read_text(params["lock"]) or ""
     try:
@@ -495,45 +596,107 @@ def cached_files(cache_dir: str, entries: list[LockEntry]) -> dict[str, tuple[st
     return observed
 
 
-def fetch_debs(module: AnsibleModule, manifest: Manifest, entries: list[LockEntry]) -> int:
-    """Make cache_dir hold exactly the locked bytes of every entry; download what is missing."""
+class AptOnDemand:
+    """One private apt per run, prepared and updated (network) only when something must be fetched or resolved."""
+
+    def __init__(self, module: AnsibleModule, manifest: Manifest, image: str | None) -> None:
+        self.module, self.manifest, self.image = module, manifest, image
+        self.apt: PrivateApt | None = None
+
+    def get(self) -> PrivateApt:
+        if self.apt is None:
+            self.apt = make_apt(self.module, self.manifest, self.image)
+        return self.apt
+
+
+def fetch_debs(module: AnsibleModule, apts: AptOnDemand, entries: list[LockEntry]) -> int:
+    """Make cache_dir hold exactly the locked bytes of every entry; download only what is missing.
+
+    The lock is the full closure: each missing entry is fetched by its exact pin (`apt-get download`),
+    never resolved, so what the golden image has installed cannot change what is fetched. Raises
+    StaleLockError, before downloading anything, when Debian no longer serves a version to fetch.
+    """
     cache_dir = module.params["cache_dir"]
     os.makedirs(cache_dir, exist_ok=True)
-    check = check_files(entries, cached_files(cache_dir, entries))
-    for entry in check.mismatched:
-        module.warn(f"cached {entry.filename} does not match the lock's sha256/size; downloading it again")
-        os.unlink(os.path.join(cache_dir, entry.filename))
-    todo = check.missing + check.mismatched
+    observed = cached_files(cache_dir, entries)
+    todo = fetch_list(entries, observed)
     if not todo:
         return 0
-    apt = make_apt(module, manifest)
-    pins = [e.pin for e in entries]
-    # The same resolver run that made the lock must come to the same set, or the image changed since.
-    resolved = {(n, v, a) for n, v, a in parse_simulation(apt.simulate(pins, "checking the lock against the image"))}
-    locked = {(e.name, e.version, e.arch) for e in entries}
-    if resolved != locked:
-        extra = sorted(f"{n}={v}" for n, v, _a in resolved - locked)
-        absent = sorted(f"{n}={v}" for n, v, _a in locked - resolved)
-        raise MirrorError(
-            "the lock no longer matches the golden image (it was rebuilt since the lock was made): "
-            f"apt would also install {extra or 'nothing'}, and would not install {absent or 'nothing'}"
-            f" (already in the image). {RELOCK}"
-        )
-    apt.download(pins)
-    after = check_files(entries, cached_files(cache_dir, entries))
-    if after.missing:
-        raise MirrorError(
-            f"apt finished but {len(after.missing)} locked .debs are not in {cache_dir}: "
-            f"{', '.join(e.filename for e in after.missing[:10])}"
-        )
-    if after.mismatched:
-        raise MirrorError(
-            "Debian served files whose sha256 differs from the lock for the same version: "
-            f"{', '.join(e.filename for e in after.mismatched)}. That must not happen for a "
-            "published version: do not publish; check the Debian mirror/proxy in use, then re-lock "
-            "only if the change is explained."
-        )
+    for entry in todo:
+        if entry.filename in observed:
+            module.warn(f"cached {entry.filename} does not match the lock's sha256/size; downloading it again")
+            os.unlink(os.path.join(cache_dir, entry.filename))
+    apt = apts.get()
+    stale = stale_entries(todo, apt.available([e.name for e in todo]))
+    if stale:
+        raise StaleLockError(stale)
+    # Into an empty folder first: only files whose bytes match the lock ever enter the cache.
+    staging = os.path.join(cache_dir, DOWNLOAD_DIR)
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    try:
+        apt.download(todo, staging)
+        got = check_files(todo, cached_files(staging, todo))
+        if got.missing:
+            raise MirrorError(
+                f"apt-get download finished but {len(got.missing)} locked .debs did not arrive: "
+                f"{', '.join(e.filename for e in got.missing[:10])}"
+            )
+        if got.mismatched:
+            raise MirrorError(
+                "Debian served files whose sha256 or size differs from the lock for the same version: "
+                f"{', '.join(e.filename for e in got.mismatched)}. That must not happen for a published "
+                "version: do not publish; check the Debian mirror/proxy in use, then re-lock only if the "
+                "change is explained."
+            )
+        for entry in got.ok:
+            os.replace(os.path.join(staging, entry.filename), os.path.join(cache_dir, entry.filename))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return len(todo)
+
+
+def load_effective_lock(params: dict, repo_sha: str, manifest: Manifest) -> tuple[str, list[LockEntry]] | None:
+    """The effective lock of an earlier relock, if it was made for this very repository lock and manifest."""
+    text = read_text(params["effective_lock"]) if params["effective_lock"] else None
+    if text is None:
+        return None
+    try:
+        meta, entries = parse_lock(text)
+    except MirrorError:
+        return None
+    if not entries or not effective_lock_applies(meta, repo_sha, manifest.digest()):
+        return None
+    return text, entries
+
+
+def relock_into_effective(
+    module: AnsibleModule, manifest: Manifest, apts: AptOnDemand, repo_sha: str, stale: list[str]
+) -> tuple[str, list[LockEntry]]:
+    """Resolve a fresh lock of the whole manifest and write it to effective_lock (never to lock)."""
+    params = module.params
+    entries, meta = resolve_lock(apts.get(), manifest, image_status(params["image"]))
+    meta["replaces-lock-sha256"] = repo_sha
+    meta["stale-packages"] = " ".join(stale)
+    text = format_lock(entries, meta, header=EFFECTIVE_LOCK_HEADER)
+    write_text(params["effective_lock"], text)
+    return text, entries
+
+
+def drop_obsolete_effective_lock(module: AnsibleModule) -> None:
+    """Once the repository lock builds as it is, an older effective lock only misleads: remove it."""
+    path = module.params["effective_lock"]
+    text = read_text(path) if path else None
+    if text is None:
+        return
+    try:
+        meta = parse_lock(text)[0]
+    except MirrorError:
+        meta = {}
+    if "replaces-lock-sha256" in meta:
+        os.unlink(path)
+    else:
+        module.warn(f"{path} is not an effective lock written by this module; left alone")
 
 
 def sign_and_export(tools: Tools, home: str, fingerprint: str, stage: str, dist: str) -> None:
@@ -551,9 +714,16 @@ def sign_and_export(tools: Tools, home: str, fingerprint: str, stage: str, dist:
         [*gpg_base(home), "--yes", "--armor", "--output", armored, "--export", fingerprint],
         "exporting the armored public key",
     )
-    # Check what hosts will check: both signatures verify with the exported key alone.
-    tools.run(["gpgv", "--keyring", binary, os.path.join(dist, "InRelease")], "verifying InRelease")
-    tools.run(["gpgv", "--keyring", binary, os.path.join(dist, "Release.gpg"), release], "verifying Release.gpg")
+    # Check what hosts will check: both signatures verify with the exported key alone. gpgv gets an empty home
+    # of its own, so neither ~/.gnupg nor the signing home's keyrings take part.
+    verify_home = tempfile.mkdtemp(prefix="enp-gpgv-")
+    try:
+        tools.run(gpgv_command(verify_home, binary, os.path.join(dist, "InRelease")), "verifying InRelease")
+        tools.run(
+            gpgv_command(verify_home, binary, os.path.join(dist, "Release.gpg"), release), "verifying Release.gpg"
+        )
+    finally:
+        shutil.rmtree(verify_home, ignore_errors=True)
 
 
 def publish(
@@ -634,31 +804,50 @@ def stop_agent(module: AnsibleModule, home: str) -> None:
         module.run_command(["gpgconf", "--homedir", home, "--kill", "gpg-agent"])
 
 
-def do_build(module: AnsibleModule, manifest: Manifest) -> dict:
+def check_build_params(module: AnsibleModule) -> None:
     params = module.params
     if not SUITE_RE.match(params["suite"]):
         raise MirrorError(f"suite '{params['suite']}' is not usable: lower-case letters, digits, '.', '+', '-'")
     for tool, package in (("apt-ftparchive", "apt-utils"), ("gpg", "gpg"), ("gpgv", "gpgv"), ("gpgconf", "gpgconf")):
         if not module.get_bin_path(tool):
             raise MirrorError(f"{tool} is missing on the controller: apt-get install {package}")
-    lock_text = read_text(params["lock"])
-    if lock_text is None:
-        raise MirrorError(f"lock {params['lock']} does not exist: create it with `make mirror-lock` and commit it.")
-    meta, entries = parse_lock(lock_text)
-    if not entries:
+    effective = params["effective_lock"]
+    if effective:
+        dest = os.path.realpath(params["dest"])
+        if os.path.realpath(effective) == os.path.realpath(params["lock"]):
+            raise MirrorError(
+                "effective_lock must not be the repository lock: a build never rewrites it "
+                f"(re-lock with `{MAKE_RELOCK}` instead). Use a path in the lab state folder."
+            )
+        if os.path.realpath(effective).startswith(dest + os.sep):
+            raise MirrorError(f"effective_lock must not be inside dest ({dest}): publishing replaces that tree")
+
+
+def do_build(module: AnsibleModule, manifest: Manifest) -> dict:
+    """Build, then warn once about what the operator must know: a stale lock, a different golden image."""
+    result, warnings = build(module, manifest)
+    for text in warnings:
+        module.warn(text)
+    return result
+
+
+def build(module: AnsibleModule, manifest: Manifest) -> tuple[dict, list[str]]:
+    params = module.params
+    check_build_params(module)
+    repo_text = read_text(params["lock"])
+    if repo_text is None:
+        raise MirrorError(f"lock {params['lock']} does not exist: create it with `{MAKE_RELOCK}` and commit it.")
+    repo_meta, repo_entries = parse_lock(repo_text)
+    if not repo_entries:
         raise MirrorError(f"lock {params['lock']} lists no packages. {RELOCK}")
-    if meta.get("manifest-sha256") != manifest.digest():
+    if repo_meta.get("manifest-sha256") != manifest.digest():
         raise MirrorError(
             f"baseline/packages.yml changed since {params['lock']} was made: the mirror would not "
             f"contain what the manifest asks for. {RELOCK}"
         )
+    repo_sha = hashlib.sha256(repo_text.encode()).hexdigest()
     status = os.path.join(params["image"] or "", "var/lib/dpkg/status")
-    locked_image = meta.get("image-status-sha256")
-    if params["image"] and os.path.isfile(status) and locked_image not in (None, sha256_file(status)):
-        module.warn(
-            "the golden image differs from the one the lock was resolved against; the build checks "
-            "the lock against it when it downloads. Re-lock (`make mirror-lock`) to be sure."
-        )
+    image_sha = sha256_file(status) if params["image"] and os.path.isfile(status) else None
     dest = params["dest"].rstrip("/")
     stamp = load_json(os.path.join(dest, STAMP), None)
     if os.path.isdir(dest) and os.listdir(dest) and stamp is None:
@@ -666,29 +855,63 @@ def do_build(module: AnsibleModule, manifest: Manifest) -> dict:
             f"{dest} exists, is not empty and is not an enp mirror (no {STAMP}); refusing to replace "
             "it. Choose an empty or new directory as dest."
         )
+    relock = params["on_stale_lock"] == "relock"
+    # The lock this build serves: the repository's, or the effective lock an earlier relock made for it.
+    lock_text, entries, stale = repo_text, repo_entries, []
+    effective = load_effective_lock(params, repo_sha, manifest) if relock else None
+    if effective:
+        lock_text, entries = effective
+        stale = parse_lock(lock_text)[0].get("stale-packages", "").split()
     tools = Tools(module)
     result = dict(
         mirror=dest,
-        packages=len(entries),
-        bytes=sum(e.size for e in entries),
         suite=params["suite"],
         public_key=os.path.join(dest, f"{KEY_BASENAME}.gpg"),
         public_key_asc=os.path.join(dest, f"{KEY_BASENAME}.asc"),
         downloaded=0,
         key_generated=False,
     )
+    warnings: list[str] = []
+
+    def served(text: str, served_entries: list[LockEntry], stale_pins: list[str]) -> None:
+        """Record which lock is served; a stale repository lock is reported (and warned about) every run."""
+        is_stale = text != repo_text
+        lock_used = params["effective_lock"] if is_stale else params["lock"]
+        meta = parse_lock(text)[0]
+        matches = image_matches_lock(meta, image_sha)
+        result.update(
+            packages=len(served_entries),
+            bytes=sum(e.size for e in served_entries),
+            lock_used=lock_used,
+            stale_lock=is_stale,
+            image_matches_lock=matches,
+        )
+        warnings.clear()
+        if is_stale:
+            changes = relock_changes(repo_entries, served_entries)
+            warning = stale_lock_warning(stale_pins, changes, params["lock"], params["effective_lock"])
+            warnings.append(warning)
+            result.update(stale_packages=stale_pins, relock_changes=changes, stale_lock_warning=warning)
+        if matches is False:
+            warnings.append(
+                f"the golden image {params['image']} is not the one {lock_used} was resolved against (dpkg "
+                f"status sha256 {image_sha[:16]}, lock says {meta['image-status-sha256'][:16]}). The mirror is "
+                "still built from exactly the locked files, but hosts booted from this image may hold other "
+                f"versions of some packages than the lock expects. Re-lock with `{MAKE_RELOCK}` to align them."
+            )
+
+    served(lock_text, entries, stale)
     try:
         fingerprint = find_key(tools, params["gnupg_home"], params["key_uid"], params["key_fingerprint"])
     finally:
         stop_agent(module, params["gnupg_home"])
-    lock_sha = sha256_file(params["lock"])
     if fingerprint:
         inputs = inputs_digest(lock_text, fingerprint, params["suite"], params["origin"], params["label"])
         if stamp and stamp.get("inputs") == inputs and stamp.get("tree") == tree_digest(published_files(dest)):
             result.update(
                 changed=False, fingerprint=fingerprint, public_key_armored=read_text(result["public_key_asc"])
             )
-            return result
+            return result, warnings
         if stamp and stamp.get("inputs") == inputs:
             module.warn(
                 f"the published mirror in {dest} differs from what was built (files edited, added or "
@@ -699,18 +922,35 @@ def do_build(module: AnsibleModule, manifest: Manifest) -> dict:
         result["key_generated"] = fingerprint is None
         if fingerprint:
             result["public_key_armored"] = read_text(result["public_key_asc"])
-        return result
+        return result, warnings
     try:
         fingerprint, result["key_generated"] = ensure_key(
             tools, params["gnupg_home"], params["key_uid"], params["key_fingerprint"]
         )
     finally:
         stop_agent(module, params["gnupg_home"])
-    result["downloaded"] = fetch_debs(module, manifest, entries)
+    apts = AptOnDemand(module, manifest, params["image"])
+    try:
+        result["downloaded"] = fetch_debs(module, apts, entries)
+    except StaleLockError as exc:
+        pins = [e.pin for e in exc.stale]
+        if not relock:
+            raise MirrorError(stale_lock_failure(pins, params["lock"], params["cache_dir"])) from exc
+        lock_text, entries = relock_into_effective(module, manifest, apts, repo_sha, pins)
+        served(lock_text, entries, pins)
+        try:
+            result["downloaded"] = fetch_debs(module, apts, entries)
+        except StaleLockError as again:
+            raise MirrorError(
+                f"the fresh lock written to {params['effective_lock']} is stale already ({again}): Debian's "
+                "indexes changed during this run. Run the build again in a few minutes."
+            ) from again
+    if relock and lock_text == repo_text:
+        drop_obsolete_effective_lock(module)
     inputs = inputs_digest(lock_text, fingerprint, params["suite"], params["origin"], params["label"])
-    publish(module, manifest, entries, fingerprint, lock_sha, inputs)
+    publish(module, manifest, entries, fingerprint, hashlib.sha256(lock_text.encode()).hexdigest(), inputs)
     result.update(fingerprint=fingerprint, public_key_armored=read_text(result["public_key_asc"]))
-    return result
+    return result, warnings
 
 
 def run_module() -> None:
@@ -731,12 +971,18 @@ def run_module() -> None:
             debian_mirror=dict(type="str"),
             debian_security_mirror=dict(type="str"),
             debian_keyring=dict(type="path", default="/usr/share/keyrings/debian-archive-keyring.gpg"),
+            on_stale_lock=dict(type="str", choices=["fail", "relock"], default="fail"),
+            effective_lock=dict(type="path"),
         ),
-        required_if=[("mode", "lock", ["image"]), ("mode", "build", ["dest", "gnupg_home"])],
+        required_if=[
+            ("mode", "lock", ["image"]),
+            ("mode", "build", ["dest", "gnupg_home"]),
+            ("on_stale_lock", "relock", ["effective_lock", "image"]),
+        ],
         supports_check_mode=True,
     )
     started = time.monotonic()
-    for name in ("manifest", "lock", "image", "cache_dir", "dest", "gnupg_home"):
+    for name in ("manifest", "lock", "image", "cache_dir", "dest", "gnupg_home", "effective_lock"):
         if module.params[name]:
             module.params[name] = os.path.abspath(module.params[name])
     try:

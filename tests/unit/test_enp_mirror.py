@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+import ast
 import pathlib
+import re
 
 import pytest
 import yaml
 from ansible.module_utils.enp_mirror import (
+    EFFECTIVE_LOCK_HEADER,
     LOCK_META_KEYS,
     KeyInfo,
     LockEntry,
     Manifest,
     MirrorError,
+    StaleLockError,
     apt_problems,
     check_files,
     deb_filename,
     debian_sources,
+    effective_lock_applies,
     entries_from_records,
+    fetch_list,
     format_lock,
+    gpgv_command,
+    image_matches_lock,
     inputs_digest,
     installed_packages,
     lock_changes,
     parse_control,
     parse_lock,
     parse_lock_line,
+    parse_madison,
     parse_manifest,
     parse_secret_keys,
     parse_simulation,
@@ -31,6 +40,10 @@ from ansible.module_utils.enp_mirror import (
     private_apt_conf,
     proxy_settings,
     release_options,
+    relock_changes,
+    stale_entries,
+    stale_lock_failure,
+    stale_lock_warning,
     tree_digest,
     unavailable_pins,
 )
@@ -478,3 +491,232 @@ def test_pick_signing_key_refuses(keys, fingerprint, message):
         parsed = [parsed[0], KeyInfo("F" * 40, (LAB_UID,), True, "u")]
     with pytest.raises(MirrorError, match=message):
         pick_signing_key(parsed, LAB_UID, fingerprint)
+
+
+# ---------------------------------------------------------------- download list (build mode)
+
+
+@pytest.mark.parametrize(
+    ("observed", "expected"),
+    [
+        pytest.param({}, ["acl", "aide", "auditd"], id="cold cache: every locked file"),
+        pytest.param(
+            {"acl_1.0-1_amd64.deb": (SHA_A, 10), "aide_1.0-1_amd64.deb": (SHA_A, 10)},
+            ["auditd"],
+            id="warm except one",
+        ),
+        pytest.param(
+            {
+                "acl_1.0-1_amd64.deb": (SHA_B, 10),
+                "aide_1.0-1_amd64.deb": (SHA_A, 9),
+                "auditd_1%3a1.0-1_amd64.deb": (SHA_A, 10),
+            },
+            ["acl", "aide"],
+            id="wrong bytes are fetched again",
+        ),
+        pytest.param(
+            {
+                "acl_1.0-1_amd64.deb": (SHA_A, 10),
+                "aide_1.0-1_amd64.deb": (SHA_A, 10),
+                "auditd_1%3a1.0-1_amd64.deb": (SHA_A, 10),
+                "apt_2.6.2_amd64.deb": (SHA_A, 10),
+            },
+            [],
+            id="fully warm; unlocked extra files are irrelevant",
+        ),
+        pytest.param({"auditd_1:1.0-1_amd64.deb": (SHA_A, 10)}, ["acl", "aide", "auditd"], id="epoch spelt by apt"),
+    ],
+)
+def test_fetch_list_is_exactly_the_locked_files_not_in_the_cache(observed, expected):
+    entries = [entry("auditd", "1:1.0-1"), entry("aide"), entry("acl")]
+    assert [e.name for e in fetch_list(entries, observed)] == expected
+
+
+def test_fetch_list_ignores_what_the_image_has():
+    """Regression for the fresh-machine breakage: the download list is a function of lock and cache only."""
+    entries = [entry("libssl3", "3.0.22-1~deb12u2"), entry("nginx")]
+    assert fetch_list(entries, {}) == sorted(entries)
+
+
+# ---------------------------------------------------------------- stale locks
+
+
+MADISON = """       acl |    2.3.1-3 | http://deb.debian.org/debian bookworm/main amd64 Packages
+    tzdata | 2026f-0+deb12u1 | http://deb.debian.org/debian-security bookworm-security/main amd64 Packages
+    tzdata | 2026b-0+deb12u1 | http://deb.debian.org/debian bookworm/main amd64 Packages
+   libssl3 | 3.0.22-1~deb12u2 | /var/lib/dpkg/status
+    auditd |  1:3.0.9-1 | http://deb.debian.org/debian bookworm/main amd64 Packages
+N: Unable to locate package nosuch
+"""
+
+
+def test_parse_madison():
+    assert parse_madison(MADISON) == {
+        "acl": {"2.3.1-3"},
+        "tzdata": {"2026f-0+deb12u1", "2026b-0+deb12u1"},
+        "auditd": {"1:3.0.9-1"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("locked", "expected"),
+    [
+        pytest.param([entry("acl", "2.3.1-3")], [], id="served"),
+        pytest.param([entry("acl", "2.3.1-2")], ["acl=2.3.1-2"], id="older version gone"),
+        pytest.param([entry("tzdata", "2026b-0+deb12u1")], [], id="any served suite counts"),
+        pytest.param([entry("tzdata", "2025b-0+deb12u1")], ["tzdata=2025b-0+deb12u1"], id="replaced in -updates"),
+        pytest.param([entry("auditd", "3.0.9-1")], ["auditd=3.0.9-1"], id="epoch is part of the version"),
+        pytest.param(
+            [entry("libssl3", "3.0.22-1~deb12u2")], ["libssl3=3.0.22-1~deb12u2"], id="installed is not served"
+        ),
+        pytest.param([entry("nosuch")], ["nosuch=1.0-1"], id="package gone"),
+        pytest.param(
+            [entry("zz", "1"), entry("acl", "9")],
+            ["acl=9", "zz=1"],
+            id="sorted",
+        ),
+    ],
+)
+def test_stale_entries(locked, expected):
+    assert [e.pin for e in stale_entries(locked, parse_madison(MADISON))] == expected
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param([entry("acl")], [entry("acl")], [], id="unchanged"),
+        pytest.param([entry("acl")], [entry("acl", "1.0-2", sha=SHA_B)], ["acl 1.0-1 -> 1.0-2"], id="new version"),
+        pytest.param([entry("acl")], [entry("acl", sha=SHA_B)], ["acl 1.0-1 -> 1.0-1"], id="same version, new bytes"),
+        pytest.param([], [entry("newdep", "2")], ["newdep (none) -> 2"], id="added"),
+        pytest.param([entry("libssl3", "3")], [], ["libssl3 3 -> (removed)"], id="removed"),
+        pytest.param(
+            [entry("b", "1"), entry("a", "1:1"), entry("c", "1")],
+            [entry("c", "1"), entry("a", "1:2", sha=SHA_B), entry("d", "1")],
+            ["a 1:1 -> 1:2", "b 1 -> (removed)", "d (none) -> 1"],
+            id="mixed, sorted by name",
+        ),
+    ],
+)
+def test_relock_changes(old, new, expected):
+    assert relock_changes(old, new) == expected
+
+
+@pytest.mark.parametrize(
+    ("meta", "status_sha", "expected"),
+    [
+        ({"image-status-sha256": SHA_A}, SHA_A, True),
+        ({"image-status-sha256": SHA_A}, SHA_B, False),
+        ({}, SHA_A, None),
+        ({"image-status-sha256": SHA_A}, None, None),
+    ],
+)
+def test_image_matches_lock(meta, status_sha, expected):
+    assert image_matches_lock(meta, status_sha) is expected
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        ({"replaces-lock-sha256": SHA_A, "manifest-sha256": SHA_B}, True),
+        ({"replaces-lock-sha256": SHA_B, "manifest-sha256": SHA_B}, False),  # the repository lock was re-locked
+        ({"replaces-lock-sha256": SHA_A, "manifest-sha256": SHA_A}, False),  # the manifest changed
+        ({"manifest-sha256": SHA_B}, False),  # a repository lock is not an effective lock
+    ],
+)
+def test_effective_lock_applies(meta, expected):
+    assert effective_lock_applies(meta, SHA_A, SHA_B) is expected
+
+
+def test_effective_lock_round_trips_with_its_provenance():
+    meta = {"manifest-sha256": SHA_B, "replaces-lock-sha256": SHA_A, "stale-packages": "acl=1 tzdata=2"}
+    text = format_lock([entry("acl", "2")], meta, header=EFFECTIVE_LOCK_HEADER)
+    assert text.startswith("# enp EFFECTIVE lock") and "make mirror-lock" in text.split("# format")[0]
+    parsed, entries = parse_lock(text)
+    assert parsed["stale-packages"].split() == ["acl=1", "tzdata=2"]
+    assert effective_lock_applies(parsed, SHA_A, SHA_B) and entries == [entry("acl", "2")]
+    # The repository lock never carries these fields.
+    repo = parse_lock((PROJECT / "baseline/packages.lock").read_text())[0]
+    assert "replaces-lock-sha256" not in repo and "stale-packages" not in repo
+
+
+def test_stale_lock_error_sorts_and_names_pins():
+    error = StaleLockError([entry("zz", "2"), entry("acl", "1")])
+    assert [e.pin for e in error.stale] == ["acl=1", "zz=2"]
+    assert "acl=1, zz=2" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("stale", "shown", "hidden"),
+    [
+        (["acl=2.3.1-2"], ["acl=2.3.1-2", "1 locked version"], []),
+        ([f"p{i:02d}=1" for i in range(15)], ["p00=1", "p11=1", "and 3 more"], ["p12=1"]),
+    ],
+)
+def test_stale_lock_failure_says_what_and_what_next(stale, shown, hidden):
+    text = stale_lock_failure(stale, "/repo/baseline/packages.lock", "/cache/debs")
+    for part in [*shown, "/repo/baseline/packages.lock", "/cache/debs", "`make mirror-lock`", "on_stale_lock=relock"]:
+        assert part in text
+    for part in hidden:
+        assert part not in text
+
+
+def test_stale_lock_warning_lists_changes_and_the_way_back():
+    changes = [f"p{i:02d} 1 -> 2" for i in range(23)]
+    text = stale_lock_warning(["p00=1"], changes, "/repo/packages.lock", "/lab/packages.effective.lock")
+    assert text.startswith("STALE LOCK: /repo/packages.lock")
+    assert "/lab/packages.effective.lock" in text and "23 change(s)" in text
+    assert "p19 1 -> 2" in text and "p20 1 -> 2" not in text and "and 3 more" in text
+    assert "`make mirror-lock`" in text and "commit" in text
+    assert "some locked versions" in stale_lock_warning([], [], "/l", "/e")
+
+
+def test_gpgv_never_uses_the_default_home():
+    argv = gpgv_command("/tmp/h", "/m/key.gpg", "/m/InRelease")
+    assert argv[:3] == ["gpgv", "--homedir", "/tmp/h"]
+    assert argv[3:] == ["--keyring", "/m/key.gpg", "/m/InRelease"]
+
+
+# ---------------------------------------------------------------- operator-facing commands exist
+
+
+MAKE_RE = re.compile(r"`make ([a-z][a-z-]*)`")
+
+
+def makefile_targets() -> set[str]:
+    text = (PROJECT / "Makefile").read_text()
+    return {m.group(1) for m in re.finditer(r"^([a-z][a-z-]*):", text, re.M)}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "plugins/modules/enp_mirror_build.py",
+        "plugins/module_utils/enp_mirror.py",
+        "baseline/packages.yml",
+        "baseline/packages.lock",
+        "playbooks/mirror_lock.yml",
+        "playbooks/mirror_build.yml",
+    ],
+)
+def test_every_make_command_named_to_the_operator_exists(path):
+    named = set(MAKE_RE.findall((PROJECT / path).read_text()))
+    assert named, f"{path} names no make target (the check would be vacuous)"
+    assert named <= makefile_targets(), f"{path} names missing make targets: {sorted(named - makefile_targets())}"
+
+
+def test_mirror_playbooks_build_the_lab_image():
+    """mirror_lock.yml must resolve against the image lab hosts boot: same module defaults as roles/lab."""
+    tree = ast.parse((PROJECT / "plugins/modules/enp_lab_image.py").read_text())
+    module_packages = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DEFAULT_PACKAGES"
+    )
+    role = yaml.safe_load((PROJECT / "roles/lab/defaults/main.yml").read_text())
+    assert role["lab_image_packages"] == module_packages and role["lab_image_suite"] == "bookworm"
+    for name in ("mirror_lock.yml", "mirror_build.yml"):
+        play = yaml.safe_load((PROJECT / "playbooks" / name).read_text())[0]
+        image_args = next(t["enp_lab_image"] for t in play["tasks"] if "enp_lab_image" in t)
+        assert image_args["cache_dir"].endswith("}}/images")
+        assert "ENP_CACHE_DIR" in play["vars"]["enp_mirror_cache_dir"]
+        assert not {"suite", "packages", "security_updates"} & set(image_args), f"{name} builds another image"

@@ -1,0 +1,26 @@
+"""Every module and filter documents itself in a form ansible-doc can read (a YAML slip breaks it)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+PROJECT = pathlib.Path(__file__).resolve().parents[2]
+ANSIBLE_DOC = pathlib.Path(sys.executable).parent / "ansible-doc"
+MODULES = sorted(p.stem for p in (PROJECT / "plugins/modules").glob("*.py"))
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_documentation_parses(module: str) -> None:
+    proc = subprocess.run(
+        [str(ANSIBLE_DOC), "--json", "-t", "module", module], capture_output=True, text=True, cwd=PROJECT, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)[module]
+    assert doc["doc"]["short_description"]
+    assert doc["examples"].strip() and doc["return"] is not None
+    assert doc["doc"].get("options") is not None
