@@ -39,6 +39,8 @@ else
   echo "[molecule] NOT run this time (rotating): ${skipped[*]}"
 fi
 
+echo "[molecule] note: molecule prints \"CRITICAL 'molecule/default/molecule.yml' glob failed\" when a project has"
+echo "[molecule]       no scenario named default; it only disables shared state and is harmless here."
 failed=()
 for s in "${selected[@]}"; do
   echo "[molecule] === $s ==="
