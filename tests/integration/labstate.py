@@ -46,11 +46,20 @@ def snapshot() -> dict[str, list[str]]:
     }
 
 
-def diff(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, dict[str, list[str]]]:
+def diff(
+    before: dict[str, list[str]], after: dict[str, list[str]], markers: list[str] | None = None
+) -> dict[str, dict[str, list[str]]]:
+    """What changed between two snapshots. With markers, only items naming one of them count, so
+    another lab running at the same time (a molecule scenario, a benchmark) is not blamed on this one;
+    the machine-wide inotify limit always counts."""
+
+    def ours(key: str, item: str) -> bool:
+        return markers is None or key == "inotify" or any(m in item for m in markers)
+
     out = {}
     for key in before:
-        added = sorted(set(after[key]) - set(before[key]))
-        removed = sorted(set(before[key]) - set(after[key]))
+        added = sorted(i for i in set(after[key]) - set(before[key]) if ours(key, i))
+        removed = sorted(i for i in set(before[key]) - set(after[key]) if ours(key, i))
         if added or removed:
             out[key] = {"left_behind": added, "gone": removed}
     return out

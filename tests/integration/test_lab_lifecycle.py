@@ -12,6 +12,7 @@ import re
 import subprocess
 
 import pytest
+from ansible.module_utils.enp_lab import extra_veth_name, isolation_table_name
 
 from .labstate import diff, snapshot
 
@@ -38,6 +39,22 @@ def run(args: list[str], state_dir: pathlib.Path, check: bool = True) -> subproc
     return proc
 
 
+def markers(state_dir: pathlib.Path) -> list[str]:
+    """Names of everything the mini lab can create: its hosts, bridges, addresses, table, state folder."""
+    return [
+        str(state_dir),
+        "198.18.60.",
+        "198.18.61.",
+        "enp-it-",
+        "vb-it-",
+        "it-web1",
+        "it-db1",
+        "it-gw1",
+        extra_veth_name("it-gw1", 1),
+        isolation_table_name(str(state_dir)),
+    ]
+
+
 def recap(output: str, host: str) -> dict[str, int]:
     match = re.search(rf"^{re.escape(host)}\s+:\s+(.*)$", output, re.MULTILINE)
     assert match, f"no PLAY RECAP line for {host}"
@@ -55,7 +72,7 @@ def test_lab_refuses_addresses_outside_the_lab_range(root_required: None, tmp_pa
     proc = run(["ansible-playbook", "-i", str(INVENTORIES / "bad"), "playbooks/lab_up.yml"], tmp_path, check=False)
     assert proc.returncode != 0
     assert "outside the lab range 198.18.0.0/15" in proc.stdout
-    assert diff(before, snapshot()) == {}, "a refused lab-up must not create anything"
+    assert diff(before, snapshot(), markers(tmp_path)) == {}, "a refused lab-up must not create anything"
 
 
 def test_lab_lifecycle_leaves_nothing_behind(root_required: None, tmp_path: pathlib.Path) -> None:
@@ -65,7 +82,7 @@ def test_lab_lifecycle_leaves_nothing_behind(root_required: None, tmp_path: path
     try:
         dry_up = run(["ansible-playbook", "-i", inventory, "playbooks/lab_up.yml", "--check"], state_dir)
         assert recap(dry_up.stdout, "localhost")["changed"] > 0, "check mode must report what lab-up would do"
-        assert diff(before, snapshot()) == {}, "check-mode lab-up must not create anything"
+        assert diff(before, snapshot(), markers(state_dir)) == {}, "check-mode lab-up must not create anything"
 
         up = run(["ansible-playbook", "-i", inventory, "playbooks/lab_up.yml"], state_dir)
         assert recap(up.stdout, "localhost")["failed"] == 0
@@ -124,5 +141,5 @@ def test_lab_lifecycle_leaves_nothing_behind(root_required: None, tmp_path: path
             state_dir,
             check=False,
         )
-    left = diff(before, snapshot())
+    left = diff(before, snapshot(), markers(state_dir))
     assert left == {}, f"teardown left things behind: {left}"
