@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_DEPRECATION_WARNINGS := False
 
-.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench mirror-lock mirror
+.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench mirror-lock mirror release
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ mirror-lock: setup ## Re-lock baseline/packages.lock against the golden image an
 
 mirror: setup ## Build the signed baseline mirror from the lock into .lab/mirror (strict: a stale lock fails)
 	$(BIN)/ansible-playbook playbooks/mirror_build.yml
+
+release: setup ## Build the civic-services release artifact into dist/ (deterministic, with .sha256)
+	$(BIN)/python scripts/build_release.py
 
 bench: setup ## Benchmarks (bench/lab_startup)
 	$(BIN)/python bench/lab_startup.py

@@ -11,7 +11,11 @@ die() { printf '\033[1;31m[setup] ERROR:\033[0m %s\n' "$*" >&2; exit 1; }
 # Debian packages the controller needs: the lab provider (debootstrap, nspawn, bridges, overlays),
 # the baseline mirror (apt-ftparchive, gpg), and Python's venv.
 APT_PACKAGES=(debootstrap systemd-container iproute2 apt-utils gnupg debian-archive-keyring
-              openssh-client passwd mount nftables python3-venv ca-certificates make git)
+              openssh-client passwd mount nftables python3-venv ca-certificates make git
+              postgresql-15 python3-flask python3-psycopg2 gunicorn)
+# The civic-services tests run the app as an app host does (Debian's python3, Flask, psycopg2,
+# gunicorn) against a throwaway PostgreSQL on a Unix socket: the controller needs the server
+# binaries, not a running cluster.
 
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
@@ -33,6 +37,11 @@ done
 if ((${#missing[@]})); then
   [[ $(id -u) -eq 0 ]] || die "Debian packages missing (${missing[*]}); run as root or: sudo apt-get install ${missing[*]}"
   say "installing Debian packages: ${missing[*]}"
+  if [[ ! -e /etc/postgresql-common/createcluster.conf ]]; then
+    # Don't create and start a "main" PostgreSQL cluster on the controller as a side effect.
+    mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
