@@ -165,7 +165,7 @@ def image_cache_key(suite: str, variant: str, packages: list[str], revision: int
 
 
 def parse_deb822_sources(text: str) -> list[dict[str, str]]:
-    """Parse an apt deb822 .sources file into stanzas (comments dropped)."""
+    """Stanzas of deb822 text (apt .sources, dpkg status, Packages); comments dropped, continuations joined."""
     stanzas: list[dict[str, str]] = []
     current: dict[str, str] = {}
     last_key = None
@@ -177,8 +177,9 @@ def parse_deb822_sources(text: str) -> list[dict[str, str]]:
                 stanzas.append(current)
             current, last_key = {}, None
             continue
-        if line[0] in " \t" and last_key:
-            current[last_key] += "\n" + line.strip()
+        if line[0] in " \t":
+            if last_key:  # a continuation line; one before any field is malformed and skipped
+                current[last_key] += "\n" + line.strip()
             continue
         key, _, value = line.partition(":")
         last_key = key.strip()

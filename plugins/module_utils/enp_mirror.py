@@ -17,6 +17,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# dpkg status, Packages indexes and apt-cache output are deb822 stanzas, like apt's .sources files.
+from ansible.module_utils.enp_lab import parse_deb822_sources as parse_control
+
 # Bump when the published tree's layout changes, so existing mirrors are rebuilt once.
 LAYOUT_VERSION = 1
 LOCK_FORMAT = "1"
@@ -279,28 +282,6 @@ def parse_simulation(text: str) -> list[tuple[str, str, str]]:
         if match:
             found[(match.group("name"), match.group("arch"))] = match.group("version")
     return sorted((name, version, arch) for (name, arch), version in found.items())
-
-
-def parse_control(text: str) -> list[dict[str, str]]:
-    """Stanzas of Debian control data (apt-cache show, Packages files); continuation lines joined."""
-    stanzas: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    last = None
-    for line in text.splitlines():
-        if not line.strip():
-            if current:
-                stanzas.append(current)
-            current, last = {}, None
-        elif line[0] in " \t":
-            if last:
-                current[last] += "\n" + line.strip()
-        else:
-            key, _, value = line.partition(":")
-            last = key.strip()
-            current[last] = value.strip()
-    if current:
-        stanzas.append(current)
-    return stanzas
 
 
 def installed_packages(status_text: str) -> dict[str, str]:

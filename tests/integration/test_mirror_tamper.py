@@ -201,23 +201,33 @@ def scratch(tmp_path: pathlib.Path) -> pathlib.Path:
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+def build_args(lock: pathlib.Path, image: pathlib.Path, base: pathlib.Path, **extra: str) -> dict:
+    """Arguments of enp_mirror_build for a throwaway mirror under base (the shared .deb cache unless given)."""
+    return {
+        "manifest": str(MANIFEST),
+        "lock": str(lock),
+        "image": str(image),
+        "cache_dir": str(cache_root() / "debs"),
+        "dest": str(base / "mirror"),
+        "gnupg_home": str(base / "gnupg"),
+        **extra,
+    }
+
+
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory, image_before: dict, golden_image: pathlib.Path) -> dict:
     base = tmp_path_factory.mktemp("mirror")
     started = time.monotonic()
     result = run_module(
         "enp_mirror_build",
-        {
-            "manifest": str(MANIFEST),
-            "lock": str(REPO_LOCK),
-            "image": str(golden_image),
-            "cache_dir": str(cache_root() / "debs"),
-            "dest": str(base / "mirror"),
-            "gnupg_home": str(base / "gnupg"),
-            "key_uid": "enp baseline mirror (tamper test) <mirror-test@enp.invalid>",
-            "on_stale_lock": "relock",
-            "effective_lock": str(base / "packages.effective.lock"),
-        },
+        build_args(
+            REPO_LOCK,
+            golden_image,
+            base,
+            key_uid="enp baseline mirror (tamper test) <mirror-test@enp.invalid>",
+            on_stale_lock="relock",
+            effective_lock=str(base / "packages.effective.lock"),
+        ),
     )
     # No skip on failure: an unreachable archive with a cold cache means the proof did not run.
     assert not result.get("failed"), result.get("msg")
@@ -498,15 +508,9 @@ def test_cold_cache_downloads_exactly_the_locked_files(
     index = pathlib.Path(mirror["mirror"]) / "dists" / SUITE / "main/binary-amd64/Packages"
     assert fake_image_with_everything_installed(golden_image, index, image) == len(expected)
     cache = scratch / "debs"
-    args = {
-        "manifest": str(MANIFEST),
-        "lock": str(lock),
-        "image": str(image),
-        "cache_dir": str(cache),
-        "dest": str(scratch / "mirror"),
-        "gnupg_home": str(scratch / "gnupg"),
-        "key_uid": "enp baseline mirror (cold test) <mirror-cold@enp.invalid>",
-    }
+    args = build_args(
+        lock, image, scratch, cache_dir=str(cache), key_uid="enp baseline mirror (cold test) <mirror-cold@enp.invalid>"
+    )
     try:
         started = time.monotonic()
         cold = run_module("enp_mirror_build", args)
@@ -552,14 +556,7 @@ def test_stale_lock_fails_by_default_naming_the_versions(
     before = sha256(lock)
     result = run_module(
         "enp_mirror_build",
-        {
-            "manifest": str(MANIFEST),
-            "lock": str(lock),
-            "image": str(golden_image),
-            "cache_dir": str(cache_root() / "debs"),
-            "dest": str(scratch / "mirror"),
-            "gnupg_home": str(scratch / "gnupg"),
-        },
+        build_args(lock, golden_image, scratch),
     )
     print(result.get("msg"))
     assert result.get("failed")
@@ -577,16 +574,7 @@ def test_stale_lock_relocks_beside_the_lab_and_leaves_the_repository_lock(
     name, version = stale_copy(pathlib.Path(mirror["lock_used"]), lock)
     before, repo_before = sha256(lock), sha256(REPO_LOCK)
     effective = scratch / "lab" / "packages.effective.lock"
-    args = {
-        "manifest": str(MANIFEST),
-        "lock": str(lock),
-        "image": str(golden_image),
-        "cache_dir": str(cache_root() / "debs"),
-        "dest": str(scratch / "mirror"),
-        "gnupg_home": str(scratch / "gnupg"),
-        "on_stale_lock": "relock",
-        "effective_lock": str(effective),
-    }
+    args = build_args(lock, golden_image, scratch, on_stale_lock="relock", effective_lock=str(effective))
     result = run_module("enp_mirror_build", args)
     assert not result.get("failed"), result.get("msg")
     print(result["stale_lock_warning"])
