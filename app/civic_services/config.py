@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from pathlib import Path
 
 DEFAULT_CONFIG_PATH = Path("/etc/civic-services/civic-services.conf")
 SSLMODES_TCP = ("verify-full",)
+# Schema and role names go into the libpq options string unquoted: plain lower-case identifiers only.
+IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 class ConfigError(Exception):
@@ -39,6 +42,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("database", "port", "CIVIC_DB_PORT", int, 5432, "TCP port (or socket file suffix)"),
     Setting("database", "dbname", "CIVIC_DB_NAME", str, "civic", "Database name"),
     Setting("database", "user", "CIVIC_DB_USER", str, "civic_app", "Database role"),
+    Setting("database", "schema", "CIVIC_DB_SCHEMA", str, "public",
+            "Schema holding the application's tables (the session's search_path)"),
+    Setting("database", "set_role", "CIVIC_DB_SET_ROLE", str, "",
+            "Role to act as after logging in (migrations: the NOLOGIN schema owner); empty: the login role"),
     Setting("database", "password_file", "CIVIC_DB_PASSWORD_FILE", str, "",
             "File holding the role's password (first line); empty: no password (peer/cert auth)"),
     Setting("database", "sslmode", "CIVIC_DB_SSLMODE", str, "verify-full",
@@ -67,6 +74,8 @@ class DatabaseConfig:
     port: int
     dbname: str
     user: str
+    schema: str
+    set_role: str
     password_file: Path | None
     sslmode: str
     sslrootcert: Path | None
@@ -104,6 +113,10 @@ class DatabaseConfig:
         options = "-c TimeZone=UTC"  # stored and hashed text of timestamptz values is unambiguous
         if statement_timeout and self.statement_timeout_ms > 0:
             options += f" -c statement_timeout={self.statement_timeout_ms}"
+        options += f" -c search_path={self.schema}"
+        if self.set_role:
+            # SET ROLE at login: objects a migration creates belong to the schema owner, not the login role.
+            options += f" -c role={self.set_role}"
         params["options"] = options
         if not self.unix_socket:
             params["sslmode"] = self.sslmode
@@ -122,7 +135,8 @@ class DatabaseConfig:
         where = ",".join(self.hosts) + ("" if self.unix_socket else f":{self.port}")
         tls = "unix socket" if self.unix_socket else f"sslmode={self.sslmode} ca={self.sslrootcert}"
         pw = f"password from {self.password_file}" if self.password_file else "no password"
-        return f"{self.user}@{where}/{self.dbname} ({tls}, {pw})"
+        acting = f" as {self.set_role}" if self.set_role else ""
+        return f"{self.user}{acting}@{where}/{self.dbname} schema {self.schema} ({tls}, {pw})"
 
 
 @dataclass(frozen=True)
@@ -205,6 +219,8 @@ def _validate(v: Mapping[str, object], source: str) -> Config:
         port=int(v["database.port"]),  # type: ignore[arg-type]
         dbname=str(v["database.dbname"]),
         user=str(v["database.user"]),
+        schema=str(v["database.schema"]),
+        set_role=str(v["database.set_role"]),
         password_file=_opt_path(v["database.password_file"]),
         sslmode=str(v["database.sslmode"]),
         sslrootcert=_opt_path(v["database.sslrootcert"]),
@@ -214,6 +230,11 @@ def _validate(v: Mapping[str, object], source: str) -> Config:
         target_session_attrs=str(v["database.target_session_attrs"]),
         statement_timeout_ms=int(v["database.statement_timeout_ms"]),  # type: ignore[arg-type]
     )
+    for what, name in (("schema", db.schema), ("set_role", db.set_role)):
+        if name and not IDENTIFIER_RE.match(name):
+            raise ConfigError(f"database {what} {name!r} is not a plain lower-case SQL identifier (a-z, 0-9, _)")
+    if not db.schema:
+        raise ConfigError("database schema is empty: set CIVIC_DB_SCHEMA or [database] schema (e.g. public)")
     if not db.unix_socket:
         if db.sslmode not in SSLMODES_TCP:
             raise ConfigError(

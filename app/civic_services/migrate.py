@@ -88,7 +88,7 @@ def latest_version(directory: Path = MIGRATIONS_DIR) -> int:
 
 
 def _applied(cur: Cursor) -> dict[int, tuple[str, str]] | None:
-    cur.execute("SELECT to_regclass('public.schema_migrations') IS NOT NULL")
+    cur.execute("SELECT to_regclass(format('%I.schema_migrations', current_schema())) IS NOT NULL")
     if not cur.fetchone()[0]:
         return None
     cur.execute("SELECT version, name, sha256 FROM schema_migrations ORDER BY version")
@@ -111,18 +111,29 @@ def _check_history(migrations: list[Migration], applied: dict[int, tuple[str, st
 def _privileges(cur: Cursor, role: str) -> set[tuple[str, str]]:
     cur.execute(
         "SELECT table_name, privilege_type FROM information_schema.role_table_grants "
-        "WHERE grantee = %s AND table_schema = 'public'",
+        "WHERE grantee = %s AND table_schema = current_schema()",
         (role,),
     )
     privs = {(t, p) for t, p in cur.fetchall()}
     cur.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'public' AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(%s, c.oid, 'USAGE') "
-        "ELSE false END",
+        "WHERE n.nspname = current_schema() "
+        "AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(%s, c.oid, 'USAGE') ELSE false END",
         (role,),
     )
     privs |= {(s, "USAGE") for (s,) in cur.fetchall()}
     return privs
+
+
+def _current_schema(cur: Cursor) -> str:
+    cur.execute("SELECT current_schema()")
+    (schema,) = cur.fetchone()
+    if schema is None:
+        raise MigrationError(
+            "the configured schema does not exist or is not usable by this role: create it (the postgresql role does) "
+            "or set [database] schema / CIVIC_DB_SCHEMA"
+        )
+    return str(schema)
 
 
 def _grant(cur: Cursor, role: str) -> bool:
@@ -131,9 +142,10 @@ def _grant(cur: Cursor, role: str) -> bool:
         raise MigrationError(f"role {role!r} does not exist: create it first (the postgresql role does)")
     before = _privileges(cur, role)
     ident = sql.Identifier(role)
-    cur.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
-    cur.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(ident))
-    cur.execute(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(ident))
+    schema = sql.Identifier(_current_schema(cur))
+    cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, ident))
+    cur.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(schema, ident))
+    cur.execute(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(schema, ident))
     for table, privileges in APP_PRIVILEGES.items():
         cur.execute(
             sql.SQL("GRANT {} ON TABLE {} TO {}").format(
@@ -157,6 +169,7 @@ def migrate(conn: Connection, *, check_only: bool = False, grant_to: str | None 
     try:
         conn.autocommit = False
         with conn.cursor() as cur:
+            _current_schema(cur)
             applied = _applied(cur)
             conn.rollback()
             if applied is None:

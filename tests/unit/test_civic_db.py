@@ -64,6 +64,28 @@ def test_grant_to_gives_the_app_role_least_privilege(estate: Estate) -> None:
     assert estate.cli("migrate", "--grant-to", "no_such_role").returncode == 1
 
 
+def test_migrations_as_the_nologin_owner_in_a_named_schema(estate: Estate) -> None:
+    # The layout the postgresql role builds: schema civic owned by the NOLOGIN civic_owner; a superuser logs in
+    # and acts as the owner (set_role), so tables belong to the owner and the app role reads them via search_path.
+    estate.sql(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'civic_owner') "
+        "THEN CREATE ROLE civic_owner NOLOGIN; END IF; END $$"
+    )
+    estate.sql("CREATE SCHEMA civic AUTHORIZATION civic_owner")
+    owner_env = {"CIVIC_DB_SCHEMA": "civic", "CIVIC_DB_SET_ROLE": "civic_owner"}
+    missing = estate.cli("migrate", CIVIC_DB_SCHEMA="nosuch", CIVIC_DB_SET_ROLE="civic_owner")
+    assert missing.returncode == 1 and "configured schema does not exist" in missing.stderr
+    _ok(estate.cli("migrate", "--grant-to", APP_ROLE, **owner_env))
+    assert estate.sql("SELECT tableowner FROM pg_tables WHERE tablename = 'payments'") == "civic_owner"
+    assert estate.sql("SELECT schemaname FROM pg_tables WHERE tablename = 'payments'") == "civic"
+    assert estate.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == "0"
+    assert json.loads(_ok(estate.cli("migrate", "--json", **owner_env)))["changed"] is False
+    as_app = estate.cli("migrate", "--check", user=APP_ROLE, CIVIC_DB_SCHEMA="civic")
+    assert "schema up to date (version 2)" in _ok(as_app)
+    bad = estate.cli("migrate", CIVIC_DB_SCHEMA="Civic; DROP")
+    assert bad.returncode != 0 and "not a plain lower-case SQL identifier" in bad.stderr
+
+
 def test_seed_small_runs_well_under_a_minute(estate: Estate) -> None:
     _ok(estate.cli("migrate"))
     started = time.monotonic()
