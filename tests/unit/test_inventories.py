@@ -80,3 +80,29 @@ def test_every_lab_host_is_in_a_zone() -> None:
     lab = inventory("lab")
     for host, hv in lab["_meta"]["hostvars"].items():
         assert hv.get("enp_zone") in {"dmz", "app", "data", "mgmt"}, host
+
+
+WIRING_FILES = (
+    "group_vars/all/wiring.yml",
+    "group_vars/postgresql.yml",
+    "group_vars/appservers.yml",
+    "group_vars/web.yml",
+    "group_vars/loadbalancers.yml",
+)
+
+
+def test_service_wiring_is_the_same_in_every_inventory() -> None:
+    """How services find each other is derived from groups; only names, addresses and secrets differ."""
+    for name in WIRING_FILES:
+        lab = (PROJECT / "inventories/lab" / name).read_text()
+        prod = (PROJECT / "inventories/production-example" / name).read_text()
+        assert lab == prod, f"{name} differs between inventories/lab and inventories/production-example"
+
+
+def test_every_inventory_names_the_secrets_the_roles_need() -> None:
+    for inv in ("lab", "production-example"):
+        secrets = (PROJECT / "inventories" / inv / "group_vars/all/secrets.yml").read_text()
+        for name in ("enp_postgresql_app_password", "enp_postgresql_replication_password"):
+            assert f"{name}:" in secrets, f"{inv} does not define {name}"
+    example = (PROJECT / "inventories/production-example/group_vars/all/vault.yml.example").read_text()
+    assert "vault_postgresql_replication_password: CHANGE-ME" in example
