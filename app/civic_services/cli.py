@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,8 @@ from civic_services.config import SETTINGS, Config, ConfigError, load_config
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
+
+    from civic_services import seed as seed_module
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 
@@ -86,19 +89,46 @@ def cmd_seed(args: argparse.Namespace, cfg: Config) -> int:
     from civic_services.store import DocumentStore, StoreError
 
     store = DocumentStore(cfg.store_path)
-    try:
-        store.probe()
-    except StoreError as exc:
-        raise _Fail(str(exc), "create the document store directory (the app role does) and make it writable") from None
-    conn = _connect(cfg, "seed")
     started = time.monotonic()
 
     def progress(message: str) -> None:
         print(f"[seed {args.size} {time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
+    if args.only != "database":
+        try:
+            store.probe()
+        except StoreError as exc:
+            hint = "create the document store directory (the app role does) and make it writable"
+            raise _Fail(str(exc), hint) from None
+    if args.manifest and args.only != "documents":
+        folder = Path(args.manifest).resolve().parent
+        # Checked before loading, by writing (permissions alone miss read-only file systems and root):
+        # a seed whose manifest cannot be written proves nothing later.
+        try:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".seed-probe-"):
+                pass
+        except OSError as exc:
+            raise _Fail(
+                f"cannot write the manifest into {folder}: {exc.strerror}", "give a --manifest path this user may write"
+            ) from None
+    if args.only == "documents":
+        if args.manifest or args.replace:
+            raise _Fail("--only documents writes no rows: --manifest and --replace do not apply", code=EXIT_USAGE)
+        try:
+            result = seed.seed_documents(store, size=args.size, seed=args.seed, progress=progress)
+        except StoreError as exc:
+            raise _Fail(str(exc)) from None
+        return _print_seed_summary(args, cfg, result)
+    conn = _connect(cfg, "seed")
     try:
         result = seed.seed_database(
-            conn, store, size=args.size, seed=args.seed, replace=args.replace, progress=progress
+            conn,
+            store,
+            size=args.size,
+            seed=args.seed,
+            replace=args.replace,
+            progress=progress,
+            write_documents=args.only != "database",
         )
         t0 = time.monotonic()
         data = manifest.build_manifest(conn, seed=args.seed, size=args.size)
@@ -111,6 +141,10 @@ def cmd_seed(args: argparse.Namespace, cfg: Config) -> int:
         conn.close()
     if args.manifest:
         manifest.write_manifest(data, Path(args.manifest))
+    return _print_seed_summary(args, cfg, result)
+
+
+def _print_seed_summary(args: argparse.Namespace, cfg: Config, result: seed_module.SeedResult) -> int:
     seconds = {k: round(v, 3) for k, v in result.seconds.items()}
     summary = {
         "size": args.size,
@@ -120,13 +154,15 @@ def cmd_seed(args: argparse.Namespace, cfg: Config) -> int:
         "document_bytes": result.document_bytes,
         "seconds": seconds,
         "manifest": args.manifest,
+        "only": args.only,
     }
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
         rows = ", ".join(f"{t} {n:,}" for t, n in result.rows.items())
         print(f"seeded size={args.size} seed={args.seed} in {seconds['total']:.1f}s: {rows}")
-        print(f"documents: {result.documents:,} written ({result.document_bytes / 1e6:,.1f} MB) to {cfg.store_path}")
+        written = "hashed, not written" if args.only == "database" else f"written to {cfg.store_path}"
+        print(f"documents: {result.documents:,} ({result.document_bytes / 1e6:,.1f} MB) {written}")
         if args.manifest:
             print(f"manifest: {args.manifest}")
     return EXIT_OK
@@ -252,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same data (default 1)")
     p.add_argument("--manifest", metavar="FILE", help="write the data manifest (row counts, checksums) here")
     p.add_argument("--replace", action="store_true", help="wipe existing civic-services data first")
+    p.add_argument(
+        "--only",
+        choices=("all", "database", "documents"),
+        default="all",
+        help="database: rows only (documents hashed, not written: the database host has no store); "
+        "documents: only the document store's files, no database (each app server fills its own)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_seed)
 

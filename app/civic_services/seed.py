@@ -374,8 +374,13 @@ def seed_database(
     replace: bool = False,
     progress: ProgressFn | None = None,
     batch_chars: int = 32 << 20,
+    write_documents: bool = True,
 ) -> SeedResult:
-    """Load the synthetic estate into conn (schema owner) and store (a DocumentStore) in one transaction."""
+    """Load the synthetic estate into conn (schema owner) and store (a DocumentStore) in one transaction.
+
+    write_documents=False only hashes the documents (the rows still reference them): the database host of an
+    estate does not hold the document store; each app server writes its copy with seed_documents().
+    """
     from civic_services import migrate  # lazy: psycopg2 only when seeding for real
 
     profile = SIZES[size]
@@ -435,7 +440,8 @@ def seed_database(
 
     def put_document(data: bytes) -> tuple[str, int]:
         sha = hashlib.sha256(data).hexdigest()
-        pending.append(writer.submit(bulk.put_bytes, data, durable=False, sha256=sha))
+        if write_documents:
+            pending.append(writer.submit(bulk.put_bytes, data, durable=False, sha256=sha))
         while len(pending) > MAX_PENDING_WRITES:
             pending.popleft().result()
         docs["count"] += 1
@@ -500,3 +506,40 @@ def seed_database(
     timings["analyze"] = time.monotonic() - t2
     timings["total"] = time.monotonic() - t0
     return SeedResult(size, seed, rows, docs["count"], docs["bytes"], timings)
+
+
+def seed_documents(store: DocumentStore, *, size: str, seed: int, progress: ProgressFn | None = None) -> SeedResult:
+    """Write only the documents of the data set that seed_database(size, seed) loads, without a database.
+
+    Generation is deterministic, so every app server of an estate can fill its own document store with
+    exactly the blobs the seeded rows reference (same sha256s), instead of copying gigabytes around.
+    """
+    profile = SIZES[size]
+    say = progress or (lambda _msg: None)
+    t0 = time.monotonic()
+    bulk = DocumentStore(store.root, cache_dirs=True)
+    docs = {"count": 0, "bytes": 0}
+    pending: deque[Future[tuple[str, int]]] = deque()
+    ids = Ids()
+    last_report = time.monotonic()
+    with ThreadPoolExecutor(max_workers=DOCUMENT_WRITERS, thread_name_prefix="seed-docs") as writer:
+
+        def put_document(data: bytes) -> tuple[str, int]:
+            sha = hashlib.sha256(data).hexdigest()
+            pending.append(writer.submit(bulk.put_bytes, data, durable=False, sha256=sha))
+            while len(pending) > MAX_PENDING_WRITES:
+                pending.popleft().result()
+            docs["count"] += 1
+            docs["bytes"] += len(data)
+            return sha, len(data)
+
+        for i, ulb in enumerate(ULBS, start=1):
+            generate_ulb(ulb, profile, seed, ids, {t: [] for t in TABLES}, put_document)
+            if time.monotonic() - last_report > 5 or i == len(ULBS):
+                last_report = time.monotonic()
+                say(f"generated {i}/{len(ULBS)} ULBs: {docs['count']:,} documents ({docs['bytes'] / 1e6:,.0f} MB)")
+        while pending:
+            pending.popleft().result()
+    os.sync()
+    total = time.monotonic() - t0
+    return SeedResult(size, seed, {}, docs["count"], docs["bytes"], {"generate_and_write": total, "total": total})

@@ -101,6 +101,28 @@ def test_seed_small_runs_well_under_a_minute(estate: Estate) -> None:
     assert kinds == "birth,death,marriage"
 
 
+def test_database_and_documents_seeded_apart_verify_together(estate: Estate, tmp_path: Path) -> None:
+    # The estate's way: rows on the database host (documents only hashed), each app server writes its own
+    # copy of the documents; the manifest then verifies against every copy, and not against an empty store.
+    _ok(estate.cli("migrate"))
+    manifest = tmp_path / "manifest.json"
+    _ok(estate.cli("seed", "--size", "tiny", "--seed", "5", "--only", "database", "--manifest", str(manifest)))
+    assert not [p for p in estate.store.rglob("*") if p.is_file() and "sha256" in p.parts], "database-only wrote blobs"
+    empty = estate.cli("verify-manifest", str(manifest))
+    assert empty.returncode == 1, empty.stdout
+    app_store = tmp_path / "app-store"
+    app_store.mkdir()
+    docs = json.loads(_ok(estate.cli("seed", "--size", "tiny", "--seed", "5", "--only", "documents", "--json",
+                                     CIVIC_STORE_PATH=str(app_store), CIVIC_DB_HOST="/nonexistent")))  # fmt: skip
+    assert docs["documents"] > 0 and docs["rows"] == {}
+    _ok(estate.cli("verify-manifest", str(manifest), CIVIC_STORE_PATH=str(app_store)))
+    unwritable = estate.cli("seed", "--size", "tiny", "--manifest", "/proc/manifest.json", "--replace")
+    assert unwritable.returncode == 1 and "cannot write the manifest into /proc" in unwritable.stderr
+    assert estate.sql("SELECT count(*) FROM ulbs") == "413", "a refused seed must not touch the data"
+    refused = estate.cli("seed", "--only", "documents", "--manifest", str(tmp_path / "x.json"))
+    assert refused.returncode == 2 and "--manifest and --replace do not apply" in refused.stderr
+
+
 def _seed(estate: Estate, seed: int, manifest: Path) -> dict:
     _ok(estate.cli("migrate"))
     _ok(estate.cli("seed", "--size", "tiny", "--seed", str(seed), "--manifest", str(manifest)))
