@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_DEPRECATION_WARNINGS := False
 
-.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench mirror-lock mirror release
+.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench bench-redeploy mirror-lock mirror release site seed redeploy
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,8 +60,22 @@ mirror: setup ## Build the signed baseline mirror from the lock into .lab/mirror
 release: setup ## Build the civic-services release artifact into dist/ (deterministic, with .sha256)
 	$(BIN)/python scripts/build_release.py
 
+site: release ## Build the estate's services with playbooks/site.yml (after lab-up; second run changes nothing)
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml
+
+SIZE ?= small
+seed: setup ## Load the synthetic 413-ULB data set (SIZE=small|large) and verify its manifest on every app server
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/seed.yml -e app_seed_size=$(SIZE)
+
+redeploy: setup ## Rolling redeploy of release VERSION (dist/civic-services-VERSION.tar.gz), one app server at a time
+	@test -n "$(VERSION)" || { echo "redeploy: give the release, e.g. make redeploy VERSION=1.0.1 (build it with scripts/build_release.py --version 1.0.1)" >&2; exit 2; }
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/redeploy.yml -e enp_app_version=$(VERSION)
+
 bench: setup ## Benchmarks (bench/lab_startup)
 	$(BIN)/python bench/lab_startup.py
+
+bench-redeploy: setup ## Rolling redeploy under load on the lab estate: rollout time, failed requests (after make site)
+	$(BIN)/python bench/redeploy.py
 
 drill: setup ## Build the lab estate and run the attack-and-recovery drill
 	@scripts/drill.sh
