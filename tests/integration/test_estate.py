@@ -129,12 +129,15 @@ def test_site_seed_and_rolling_redeploy(root_required: None, tmp_path: pathlib.P
         assert recap(seeded, "rd-db1")["changed"] > 0 and recap(seeded, "rd-app2")["changed"] > 0
         manifest = json.loads((state_dir / "seed" / "rd-db1-manifest.json").read_text())
         assert manifest["tables"]["ulbs"]["rows"] == 413 and manifest["documents"]["count"] > 1000
+        reseeded = ok(playbook(["playbooks/seed.yml"], state_dir, releases), "seed.yml (second run)")
+        for host in ("rd-db1", "rd-app1", "rd-app2"):
+            assert recap(reseeded, host)["changed"] == 0, f"second seed.yml run changed something on {host}"
         status, body = fetch(LB, ca, "/api/ulbs", server_name=PORTAL)
         assert status == 200 and json.loads(body)["count"] == 413
 
         good, loop = redeploy_under_load("1.0.1", ca, state_dir, releases)
         ok(good, "redeploy.yml 1.0.1")
-        assert loop.summary.total > 100, loop.summary_line()
+        assert loop.summary.total > 100 and loop.summary.skipped == 0, loop.summary_line()
         assert loop.failed == 0, f"citizen requests failed during the redeploy: {loop.to_dict()['failures']}"
         assert versions_served(ca) == {"1.0.1"}
 
@@ -142,6 +145,7 @@ def test_site_seed_and_rolling_redeploy(root_required: None, tmp_path: pathlib.P
         assert broken.returncode != 0, "a release that never becomes healthy must fail the rollout"
         assert "ROLLOUT STOPPED at rd-app1" in broken.stdout and "Rolled back to 1.0.1" in broken.stdout
         assert recap(broken.stdout, "rd-app2")["changed"] == 0, "the rollout must stop before the second server"
+        assert loop.summary.total > 100 and loop.summary.skipped == 0, loop.summary_line()
         assert loop.failed == 0, f"citizen requests failed during the broken rollout: {loop.to_dict()['failures']}"
         assert versions_served(ca) == {"1.0.1"}, "the estate must still serve the good release"
     finally:
