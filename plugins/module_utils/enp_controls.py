@@ -330,3 +330,58 @@ def detect_container(probe: Probe) -> str:
     if rc == 127:
         raise ControlError("systemd-detect-virt is missing: cannot tell whether this host is a container")
     return value if rc == 0 and value else "none"
+
+
+def merge_records(records: list[dict]) -> dict[str, Any]:
+    """One estate report from per-host, per-role records: totals, what failed where, and every control that
+    was not applicable here with its reason (the incident report lists these)."""
+    hosts: dict[str, dict] = {}
+    failed: list[dict] = []
+    not_applicable: dict[str, dict] = {}
+    totals = {status: 0 for status in STATUSES}
+    for rec in sorted(records, key=lambda r: (r.get("host", ""), r.get("role", ""))):
+        host = rec.get("host") or "?"
+        hosts.setdefault(host, {"container": rec.get("container", "?"), "roles": {}})
+        hosts[host]["roles"][rec.get("role", "?")] = {
+            "summary": rec.get("summary", {}),
+            "controls": rec.get("controls", []),
+        }
+        for control in rec.get("controls", []):
+            status = control.get("status")
+            if status in totals:
+                totals[status] += 1
+            if status == "fail":
+                failed.append({"host": host, "id": control.get("id"), "evidence": control.get("evidence")})
+            elif status == "not_applicable":
+                entry = not_applicable.setdefault(
+                    control["id"],
+                    {
+                        "id": control["id"],
+                        "title": control.get("title"),
+                        "reason": control.get("evidence"),
+                        "hosts": [],
+                    },
+                )
+                entry["hosts"].append(host)
+    return {
+        "hosts": hosts,
+        "totals": totals,
+        "failed": failed,
+        "not_applicable": [not_applicable[k] for k in sorted(not_applicable)],
+    }
+
+
+def summary_lines(report: dict) -> list[str]:
+    """Short human lines: one per host, then what failed."""
+    lines = []
+    for host, data in report["hosts"].items():
+        counts = {s: 0 for s in STATUSES}
+        for role in data["roles"].values():
+            for status, n in role["summary"].items():
+                counts[status] = counts.get(status, 0) + n
+        lines.append(
+            f"{host}: {counts['pass']} pass, {counts['fail']} fail, {counts['not_applicable']} not applicable here, "
+            f"{counts['disabled']} disabled ({', '.join(sorted(data['roles']))})"
+        )
+    lines += [f"FAILED {f['host']} {f['id']}: {f['evidence']}" for f in report["failed"]]
+    return lines

@@ -217,3 +217,27 @@ def test_every_role_catalogue_is_valid(path: pathlib.Path) -> None:
 def test_control_ids_are_unique_across_roles() -> None:
     ids = [c["id"] for p in CATALOGUES for c in next(iter(yaml.safe_load(p.read_text()).values()))]
     assert len(ids) == len(set(ids))
+
+
+def test_merge_records_totals_failures_and_reasons_across_hosts() -> None:
+    from ansible.module_utils.enp_controls import merge_records, summary_lines
+
+    na = {"id": "OS-050", "title": "auditd", "status": "not_applicable", "evidence": "host kernel"}
+    records = [
+        {"host": "web1", "role": "os_hardening", "container": "systemd-nspawn",
+         "summary": {"pass": 1, "fail": 1, "not_applicable": 1, "disabled": 0},
+         "controls": [{"id": "OS-001", "status": "pass", "evidence": "ok"},
+                      {"id": "OS-035", "status": "fail", "evidence": "/usr/bin/evil"}, na]},
+        {"host": "app1", "role": "os_hardening", "container": "systemd-nspawn",
+         "summary": {"pass": 0, "fail": 0, "not_applicable": 1, "disabled": 1},
+         "controls": [na, {"id": "OS-001", "status": "disabled", "evidence": "inventory"}]},
+    ]  # fmt: skip
+    report = merge_records(records)
+    assert report["totals"] == {"pass": 1, "fail": 1, "not_applicable": 2, "disabled": 1}
+    assert report["failed"] == [{"host": "web1", "id": "OS-035", "evidence": "/usr/bin/evil"}]
+    assert report["not_applicable"] == [
+        {"id": "OS-050", "title": "auditd", "reason": "host kernel", "hosts": ["app1", "web1"]}
+    ]
+    lines = summary_lines(report)
+    assert lines[0].startswith("app1: 0 pass, 0 fail, 1 not applicable here, 1 disabled")
+    assert lines[-1] == "FAILED web1 OS-035: /usr/bin/evil"
