@@ -301,11 +301,15 @@ class HostProbe:
 
     def run(self, argv: list[str]) -> tuple[int, str]:
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout, check=False)
+            # cwd "/": tools run as another user (runuser -u postgres) warn about an unreadable cwd otherwise.
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout, check=False, cwd="/")
         except FileNotFoundError:
             return 127, f"{argv[0]}: command not found"
         except subprocess.TimeoutExpired:
             return 124, f"timed out after {self.timeout}s"
+        # stdout_regex means stdout; stderr only explains a failure.
+        if done.returncode == 0:
+            return 0, done.stdout.strip()
         return done.returncode, (done.stdout + done.stderr).strip()
 
     def sshd_options(self) -> dict[str, list[str]] | str:
