@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_DEPRECATION_WARNINGS := False
 
-.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench bench-redeploy mirror-lock mirror release site seed redeploy
+.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench bench-redeploy bench-hardening mirror-lock mirror release site seed redeploy harden
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ SIZE ?= small
 seed: setup ## Load the synthetic 413-ULB data set (SIZE=small|large) and verify its manifest on every app server
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/seed.yml -e app_seed_size=$(SIZE)
 
+harden: setup ## Harden every estate host (os_hardening, ssh_hardening) and collect the compliance report
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/harden.yml
+
 redeploy: setup ## Rolling redeploy of release VERSION (dist/civic-services-VERSION.tar.gz), one app server at a time
 	@test -n "$(VERSION)" || { echo "redeploy: give the release, e.g. make redeploy VERSION=1.0.1 (build it with scripts/build_release.py --version 1.0.1)" >&2; exit 2; }
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/redeploy.yml -e enp_app_version=$(VERSION)
@@ -76,6 +79,9 @@ bench: setup ## Benchmarks (bench/lab_startup)
 
 bench-redeploy: setup ## Rolling redeploy under load on the lab estate: rollout time, failed requests (after make site)
 	$(BIN)/python bench/redeploy.py
+
+bench-hardening: setup ## Lynis index after each hardening (untouched/devsec/lockdown/ours); DEVSEC=, LOCKDOWN= checkouts
+	$(BIN)/python bench/hardening_compare.py $(if $(DEVSEC),--devsec $(DEVSEC)) $(if $(LOCKDOWN),--lockdown $(LOCKDOWN)) --json
 
 drill: setup ## Build the lab estate and run the attack-and-recovery drill
 	@scripts/drill.sh
