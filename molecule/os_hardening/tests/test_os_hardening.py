@@ -137,6 +137,8 @@ def test_an_unknown_toggle_id_fails_the_play(host) -> None:
         "-a", "name=os_hardening", "-e", '{"os_hardening_controls_disabled": ["OS-999"]}', "--become",
     ]  # fmt: skip
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(PROJECT / "roles"))
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, cwd=PROJECT, env=env)  # noqa: S603
+    run = subprocess.run(  # noqa: S603
+        argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False, cwd=PROJECT, env=env
+    )
     assert run.returncode != 0
     assert "OS-999" in run.stdout and "Fix the spelling" in run.stdout

@@ -106,7 +106,10 @@ def playbook(limit: str, extra: dict, *args: str, name: str = "converge.yml") ->
         "ANSIBLE_FORCE_COLOR": "0",
     }
     # Fixed argv: ansible-playbook with this scenario's own playbooks and inventory.
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600, env=env)  # noqa: S603
+    # stdin from /dev/null: ansible-core refuses to start when an inherited stdin is non-blocking (seen in CI).
+    proc = subprocess.run(  # noqa: S603
+        argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=600, env=env
+    )
     return proc.returncode, " ".join(ANSI.sub("", proc.stdout + proc.stderr).split())
 
 
