@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_DEPRECATION_WARNINGS := False
 
-.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench bench-redeploy bench-hardening mirror-lock mirror release site seed redeploy harden
+.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench bench-redeploy bench-hardening mirror-lock mirror release site seed redeploy harden firewall
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ seed: setup ## Load the synthetic 413-ULB data set (SIZE=small|large) and verify
 
 harden: setup ## Harden every estate host (os_hardening, ssh_hardening) and collect the compliance report
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/harden.yml
+
+firewall: setup ## Zone-matrix nftables firewall on the gateway, then every host (lockout-safe; CHECK=1 previews with --diff)
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/firewall.yml $(if $(CHECK),--check --diff)
 
 redeploy: setup ## Rolling redeploy of release VERSION (dist/civic-services-VERSION.tar.gz), one app server at a time
 	@test -n "$(VERSION)" || { echo "redeploy: give the release, e.g. make redeploy VERSION=1.0.1 (build it with scripts/build_release.py --version 1.0.1)" >&2; exit 2; }
