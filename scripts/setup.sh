@@ -68,4 +68,5 @@ if [[ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp_want" ]]; then
 else
   say "Python packages: up to date ($VENV)"
 fi
-say "ready: $("$VENV/bin/ansible" --version | head -1), $("$VENV/bin/enp" --version 2>/dev/null || echo 'enp not installed')"
+# sed -n 1p reads the whole output: `head -1` closed the pipe early and ansible printed a BrokenPipe traceback.
+say "ready: $("$VENV/bin/ansible" --version 2>/dev/null | sed -n 1p), $("$VENV/bin/enp" --version 2>/dev/null || echo 'enp not installed')"
