@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from enp import __version__, runner
+from enp import baseline as enp_baseline
 from enp.progress import Progress, format_elapsed
 from enp.runner import HostFailure, ProjectNotFoundError, RunnerSetupError, RunResult
 
@@ -70,6 +71,30 @@ LAB_COMMANDS: dict[str, Command] = {
     ),
     "status": Command("lab status", "playbooks/lab_status.yml", "show which lab hosts, networks and services run"),
 }
+
+
+BASELINE_COMMANDS: dict[str, Command] = {
+    "capture": Command(
+        "baseline capture",
+        "playbooks/baseline_capture.yml",
+        "record each host's known-good manifest and sign it into the store (run on known-good hosts only)",
+    ),
+    "verify": Command(
+        "baseline verify",
+        "playbooks/baseline_verify.yml",
+        "compare each host with its signed manifest and list what differs (exit 0 clean, 1 findings, 2 refused)",
+    ),
+    "sign": Command(
+        "baseline sign",
+        "",
+        "(re-)sign manifests in the store with the controller's key, e.g. after a reviewed change",
+    ),
+}
+
+BASELINE_EXIT_CODES = (
+    "baseline exit codes: 0 every host clean · 1 findings (or a playbook failed) · 2 usage, or a baseline refused\n"
+    "(unsigned, tampered, wrong host: restore the store from the mirror or recapture) · 4 hosts unreachable"
+)
 
 
 class _Refusal(Exception):
@@ -163,7 +188,82 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--check", action="store_true", help="dry run: show what would change (--check --diff), change nothing"
             )
+    _add_baseline_parser(groups, common, formatter)
     return parser
+
+
+def _add_baseline_parser(
+    groups: argparse._SubParsersAction,  # type: ignore[type-arg]
+    common: argparse.ArgumentParser,
+    formatter: type[argparse.HelpFormatter],
+) -> None:
+    paths = argparse.ArgumentParser(add_help=False)
+    paths.add_argument(
+        "--store",
+        metavar="DIR",
+        type=Path,
+        help="baseline store on the controller: <host>.json + <host>.json.sig (lab default: .lab/baseline/store)",
+    )
+    paths.add_argument(
+        "--signing-key",
+        metavar="PATH",
+        type=Path,
+        help="private signing key, controller only (lab default: .lab/baseline/signing_key, created if missing; "
+        "production: required, never created; also ENP_BASELINE_SIGNING_KEY)",
+    )
+    paths.add_argument(
+        "--allowed-signers",
+        metavar="PATH",
+        type=Path,
+        help="OpenSSH allowed_signers with the key's public half (default: allowed_signers next to the key)",
+    )
+    baseline = groups.add_parser(
+        "baseline",
+        parents=[common],
+        help="known-good manifests: capture and sign them, verify hosts against them",
+        description="Known-good baselines (docs/baselines.md): capture signed manifests, then verify hosts against "
+        "them.",
+        epilog=BASELINE_EXIT_CODES,
+        formatter_class=formatter,
+    )
+    actions = baseline.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, command in BASELINE_COMMANDS.items():
+        runs = f"\n\nRuns {command.playbook}." if command.playbook else "\n\nRuns on the controller only."
+        sub = actions.add_parser(
+            action,
+            parents=[common, paths],
+            help=command.help,
+            description=f"enp baseline {action}: {command.help}.{runs}",
+            epilog=BASELINE_EXIT_CODES,
+            formatter_class=formatter,
+        )
+        if action in ("capture", "verify"):
+            sub.add_argument(
+                "--hosts",
+                metavar="PATTERN",
+                help="only these inventory hosts or groups (an Ansible pattern, e.g. web1 or 'dmz:!lb1'; "
+                "default: the whole estate)",
+            )
+        if action == "capture":
+            sub.add_argument(
+                "--replace",
+                action="store_true",
+                help="replace a stored baseline that differs from this capture (after a reviewed change or a rebuild "
+                "that verified clean); without it a differing stored baseline is kept",
+            )
+        if action == "verify":
+            sub.add_argument(
+                "--summary",
+                action="store_true",
+                help="print only one line per host (counts per severity and kind), for the incident report",
+            )
+        if action == "sign":
+            sub.add_argument("hosts", nargs="*", metavar="HOST", help="hosts to sign (default: every manifest)")
+            sub.add_argument(
+                "--force",
+                action="store_true",
+                help="re-sign even a manifest whose current signature fails (only after checking where it came from)",
+            )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -454,6 +554,228 @@ def run_lab_command(args: argparse.Namespace, argv: Sequence[str]) -> ExitCode:
     return code
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Baselines
+
+
+def _baseline_paths(args: argparse.Namespace, project_dir: Path, inventory: Path) -> enp_baseline.BaselinePaths:
+    try:
+        return enp_baseline.resolve_paths(
+            project_dir,
+            inventory,
+            store=args.store,
+            signing_key=args.signing_key,
+            allowed_signers=args.allowed_signers,
+            need_key=args.action != "verify",
+        )
+    except enp_baseline.BaselineRefusal as exc:
+        raise _Refusal(ExitCode.USAGE, f"refused: {exc}") from None
+
+
+def _refused_baseline(failure: HostFailure) -> bool:
+    """The compare module failed because the stored baseline cannot be trusted (not because a task broke)."""
+    return "refused to verify" in failure.msg
+
+
+def render_verify(
+    reports: Mapping[str, Mapping[str, Any] | None],
+    summary_only: bool = False,
+    refused: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Per host: the summary line, then (unless summary_only) its findings grouped by severity; refusals first."""
+    mu = enp_baseline.core()
+    refused = refused or {}
+    clean = sum(1 for r in reports.values() if r and r.get("clean"))
+    lines = [f"Baseline verify: {clean} of {len(reports)} hosts clean."]
+    if refused:
+        lines[0] = lines[0][:-1] + f"; {len(refused)} baseline(s) REFUSED (not compared)."
+    for host, message in sorted(refused.items()):
+        lines.append(f"{host}: REFUSED: {message.removeprefix(f'refused to verify {host} against its baseline: ')}")
+    for host, report in reports.items():
+        if host in refused:
+            continue
+        if report is None:
+            lines.append(f"{host}: no findings report (the host failed or was not reached; see below)")
+            continue
+        if summary_only:
+            lines.append(str(report.get("summary_line") or mu.summary_line(host, report["summary"])))
+            continue
+        lines += ["", *mu.render_text(host, mu.findings_from_report(report))]
+    return lines
+
+
+def _baseline_summary(reports: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
+    mu = enp_baseline.core()
+    findings = [f for r in reports.values() if r for f in mu.findings_from_report(r)]
+    summary = mu.summarise(findings)
+    summary["hosts"] = len(reports)
+    summary["hosts_clean"] = sum(1 for r in reports.values() if r and r.get("clean"))
+    summary["hosts_without_report"] = sorted(h for h, r in reports.items() if r is None)
+    return summary
+
+
+def _sign_store(args: argparse.Namespace, paths: enp_baseline.BaselinePaths) -> tuple[ExitCode, list[str], dict]:
+    hosts = list(args.hosts) or enp_baseline.stored_hosts(paths)
+    if not hosts:
+        raise _Refusal(ExitCode.USAGE, f"no manifests in {paths.store}; run enp baseline capture first")
+    lines = [f"  {line}" for line in enp_baseline.ensure_signing_key(paths)]
+    results: dict[str, str] = {}
+    code = ExitCode.OK
+    for host in hosts:
+        try:
+            results[host] = enp_baseline.sign_manifest(paths, host, force=args.force)
+            lines.append(f"  {host}: signed ({results[host]})")
+        except enp_baseline.BaselineRefusal as exc:
+            results[host] = f"refused: {exc}"
+            lines.append(f"  {host}: REFUSED: {exc}")
+            code = ExitCode.USAGE
+    signed = sum(1 for r in results.values() if not r.startswith("refused"))
+    lines.insert(0, f"enp baseline sign: {signed} of {len(hosts)} manifests signed in {paths.store}.")
+    return code, lines, {"signed": results}
+
+
+def run_baseline_command(args: argparse.Namespace, argv: Sequence[str]) -> ExitCode:
+    command = BASELINE_COMMANDS[args.action]
+    stdout, stderr = sys.stdout, sys.stderr
+    rerun = shlex.join(["enp", *argv])
+    document: dict[str, Any] = {}
+    try:
+        try:
+            project_dir = runner.find_project_dir()
+        except ProjectNotFoundError as exc:
+            raise _Refusal(ExitCode.USAGE, f"error: {exc}") from None
+        inventory = _resolve_inventory(args.inventory, project_dir)
+        paths = _baseline_paths(args, project_dir, inventory)
+        if args.action == "sign":
+            try:
+                code, lines, extra = _sign_store(args, paths)
+            except enp_baseline.BaselineRefusal as exc:
+                raise _Refusal(ExitCode.USAGE, f"refused: {exc}") from None
+            if args.json:
+                document = json_document(command.name, code)
+                document.update(status="successful" if code == ExitCode.OK else "refused", **extra)
+                _print_lines([json.dumps(document, indent=2)], stdout)
+            else:
+                _print_lines(lines, stdout if code == ExitCode.OK else stderr)
+            return code
+        prepared: list[str] = []
+        report_dir = None
+        if args.action == "capture":
+            try:
+                prepared = enp_baseline.ensure_signing_key(paths)
+            except enp_baseline.BaselineRefusal as exc:
+                raise _Refusal(ExitCode.USAGE, f"refused: {exc}") from None
+        else:
+            report_dir = enp_baseline.new_report_dir(paths)
+        for line in prepared:
+            _print_lines([f"enp: {line}"], stderr)
+        progress = Progress(f"enp {command.name}", stderr, echo=args.verbose > 0)
+        try:
+            with progress:
+                result = runner.run_playbook(
+                    command.playbook,
+                    command=command.name,
+                    project_dir=project_dir,
+                    inventory=inventory,
+                    extravars=_baseline_extravars(args, paths, report_dir),
+                    verbosity=max(args.verbose - 1, 0),
+                    event_handler=progress.on_event,
+                    status_handler=progress.on_status,
+                )
+        except RunnerSetupError as exc:
+            raise _Refusal(ExitCode.USAGE, f"error: cannot start enp {command.name}: {exc}") from None
+    except _Refusal as refusal:
+        _print_lines([f"enp: {refusal.message}"], stderr)
+        if args.json:
+            _print_lines(
+                [json.dumps(json_document(command.name, refusal.code, error=refusal.message), indent=2)], stdout
+            )
+        return refusal.code
+
+    code = exit_code_for(result)
+    hosts = sorted(set(result.stats.get("processed", {})) - set(result.unreachable_hosts))
+    lines: list[str] = []
+    if args.action == "capture":
+        rows = []
+        for host in hosts:
+            ok, detail = enp_baseline.check_stored(paths, host)
+            stats = _stored_stats(paths, host) if ok else {}
+            rows.append(
+                [
+                    host,
+                    "good" if ok else "BAD",
+                    str(stats.get("files", "-")),
+                    str(stats.get("files_per_second", "-")),
+                    str(stats.get("seconds", "-")),
+                ]
+            )
+            if not ok:
+                lines.append(f"  {host}: {detail}")
+                code = ExitCode.FAILED if code == ExitCode.OK else code
+        table = _table(["HOST", "SIGNATURE", "FILES", "FILES/S", "SECONDS"], rows, right=frozenset({2, 3, 4}))
+        lines = [f"Baselines in {paths.store}:", "", *table, *(["", *lines] if lines else [])]
+        document = {"store": str(paths.store), "hosts": {r[0]: r[1] for r in rows}}
+    else:
+        assert report_dir is not None  # noqa: S101 - set above for verify
+        reports = enp_baseline.load_reports(report_dir, hosts)
+        refused = {f.host: f.msg for f in result.failures if _refused_baseline(f)}
+        summary = _baseline_summary(reports)
+        summary["hosts_refused"] = sorted(refused)
+        lines = render_verify(reports, summary_only=args.summary, refused=refused)
+        document = {"report_dir": str(report_dir), "summary": summary, "reports": reports, "refused": refused}
+        if refused:
+            code = ExitCode.USAGE
+        elif code == ExitCode.OK and not summary["clean"]:
+            code = ExitCode.FAILED
+    failed_run = exit_code_for(result) != ExitCode.OK
+    if args.action == "verify" and failed_run and result.failures:
+        # With baseline_fail_on_findings the compare task fails on a host with findings: that is the finding
+        # (exit 1, listed above), not a broken run; only other failures get the "what failed" report.
+        reports = document["reports"]
+        other = [
+            f
+            for f in result.failures
+            if f.unreachable or (not _refused_baseline(f) and (not reports.get(f.host) or reports[f.host]["clean"]))
+        ]
+        failed_run = bool(other) or result.status == "canceled"
+    report = failure_report(command.name, result, exit_code_for(result), rerun) if failed_run else []
+    if args.json:
+        data = json_document(command.name, code, result, report[0] if report else None)
+        data.update(document)
+        _print_lines([json.dumps(data, indent=2, default=str)], stdout)
+        if report:
+            _print_lines(report, stderr)
+        return code
+    lines += ["", f"enp {command.name} finished in {format_elapsed(result.duration)}; run in {result.artifact_dir}"]
+    _print_lines(lines, stdout)
+    if report:
+        _print_lines(report, stderr)
+    return code
+
+
+def _baseline_extravars(
+    args: argparse.Namespace, paths: enp_baseline.BaselinePaths, report_dir: Path | None
+) -> dict[str, Any]:
+    extravars: dict[str, Any] = dict(paths.extravars(report_dir))
+    if getattr(args, "hosts", None):
+        extravars["enp_baseline_hosts"] = args.hosts
+    if args.action == "capture":
+        extravars["enp_baseline_replace"] = bool(args.replace)
+    else:
+        # Findings are reported (exit 1) from the reports, not as failed tasks: a failed task means a broken step.
+        extravars["enp_baseline_fail_on_findings"] = False
+    return extravars
+
+
+def _stored_stats(paths: enp_baseline.BaselinePaths, host: str) -> dict[str, Any]:
+    try:
+        data = json.loads(enp_baseline.manifest_path(paths, host).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    stats = data.get("stats")
+    return stats if isinstance(stats, dict) else {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -464,5 +786,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help and --version exit 0, bad usage exits 2
         return int(exc.code) if isinstance(exc.code, int) else int(ExitCode.USAGE)
-    # "lab" is the only command group so far; argparse has already rejected anything else.
+    if args.group == "baseline":
+        return int(run_baseline_command(args, argv))
     return int(run_lab_command(args, argv))
