@@ -24,7 +24,7 @@ import sys
 import pytest
 from ansible.module_utils.enp_lab import isolation_table_name
 
-from enp.requestloop import LoopConfig, RequestLoop, fetch
+from enp.requestloop import LoopConfig, LoopResult, RequestLoop, fetch
 
 from .labstate import diff, snapshot
 from .test_lab_lifecycle import recap
@@ -67,6 +67,18 @@ def ok(proc: subprocess.CompletedProcess, what: str) -> str:
     if proc.returncode != 0:
         pytest.fail(f"{what} failed rc={proc.returncode}\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}")
     return proc.stdout
+
+
+def assert_continuous(loop: LoopResult) -> None:
+    """The citizens' load ran through the whole rollout and the portal never stalled.
+
+    A tick is "not sent" when every worker still waits for an answer: on a 2-core machine busy with other labs
+    that happens a few times without the estate being at fault. What the test proves is that no answer was
+    missing for long (the longest gap without a successful answer) and that the load really ran."""
+    summary = loop.summary
+    assert summary.total > 100, loop.summary_line()
+    assert summary.longest_gap_s <= 5.0, f"the portal stopped answering for a while: {loop.summary_line()}"
+    assert summary.skipped <= max(5, summary.total // 50), f"the load did not run as planned: {loop.summary_line()}"
 
 
 def build(releases: pathlib.Path, version: str, *extra: str) -> None:
@@ -137,7 +149,7 @@ def test_site_seed_and_rolling_redeploy(root_required: None, tmp_path: pathlib.P
 
         good, loop = redeploy_under_load("1.0.1", ca, state_dir, releases)
         ok(good, "redeploy.yml 1.0.1")
-        assert loop.summary.total > 100 and loop.summary.skipped == 0, loop.summary_line()
+        assert_continuous(loop)
         assert loop.failed == 0, f"citizen requests failed during the redeploy: {loop.to_dict()['failures']}"
         assert versions_served(ca) == {"1.0.1"}
 
@@ -145,7 +157,7 @@ def test_site_seed_and_rolling_redeploy(root_required: None, tmp_path: pathlib.P
         assert broken.returncode != 0, "a release that never becomes healthy must fail the rollout"
         assert "ROLLOUT STOPPED at rd-app1" in broken.stdout and "Rolled back to 1.0.1" in broken.stdout
         assert recap(broken.stdout, "rd-app2")["changed"] == 0, "the rollout must stop before the second server"
-        assert loop.summary.total > 100 and loop.summary.skipped == 0, loop.summary_line()
+        assert_continuous(loop)
         assert loop.failed == 0, f"citizen requests failed during the broken rollout: {loop.to_dict()['failures']}"
         assert versions_served(ca) == {"1.0.1"}, "the estate must still serve the good release"
     finally:
