@@ -453,6 +453,41 @@ class FileScan:
                 stack.append((cpath, self._listing(cpath, child.path)))
 
 
+def scan_setid(root: str, paths: Iterable[str], skip_paths: Iterable[str]) -> dict[str, str]:
+    """Setuid/setgid files anywhere under ``paths`` (metadata only, nothing hashed).
+
+    The file scan hashes chosen trees; an attacker's SUID shell lands where nobody hashes (/var/tmp, /dev/shm,
+    a web root). This sweep costs one lstat per file, so it covers the whole filesystem by default. Trees in
+    ``skip_paths`` (the file scan's own trees, /proc, /sys) are not entered."""
+    skip = SkipMatcher(skip_paths)
+    found: dict[str, str] = {}
+    tops = sorted({"/" + p.strip("/") for p in paths if p and p.strip()})
+    for top in tops:
+        if skip.covers(top) or skip(top.rstrip("/") or "/"):
+            continue
+        stack = [(top.rstrip("/"), host_path(root, top))]
+        while stack:
+            base, fsbase = stack.pop()
+            try:
+                with os.scandir(fsbase) as listing:
+                    children = list(listing)
+            except OSError:
+                continue  # unreadable or vanished: the file scan reports errors for the trees that matter
+            for child in children:
+                cpath = f"{base}/{child.name}"
+                if skip(cpath):
+                    continue
+                try:
+                    st = child.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((cpath, child.path))
+                elif stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                    found[cpath] = f"{stat.S_IMODE(st.st_mode):04o}"
+    return found
+
+
 # ----------------------------------------------------------------------------------- users and groups
 
 
@@ -890,6 +925,8 @@ def capture(
     root: str = "/",
     paths: Iterable[str] = (),
     skip_paths: Iterable[str] = (),
+    suid_paths: Iterable[str] = (),
+    suid_skip_paths: Iterable[str] = (),
     sections: Iterable[str] = SECTIONS,
     cache: HashCache | None = None,
     live: bool | None = None,
@@ -924,7 +961,12 @@ def capture(
             elif section in ("files", "suid"):
                 if scan is None:
                     scan = FileScan(root, paths, skip_paths, cache).run()
-                result[section] = RawSection(scan.entries) if section == "files" else dict(scan.suid)
+                if section == "files":
+                    result[section] = RawSection(scan.entries)
+                else:
+                    # The scanned trees' setid files are known already; sweep everything else by metadata.
+                    swept = scan_setid(root, suid_paths, [*scan.paths, *skip_paths, *suid_skip_paths])
+                    result[section] = {**swept, **scan.suid}
             elif section == "units":
                 homes = [(name, str(u.get("home", ""))) for name, u in get_users().items()]
                 result[section] = collect_units(root, homes)

@@ -54,6 +54,19 @@ options:
     type: list
     elements: str
     default: []
+  suid_paths:
+    description:
+      - Where the C(suid) section also looks for setuid/setgid files outside O(paths), by metadata only (one
+        lstat per file, nothing hashed), so a SUID shell dropped in C(/var/tmp), C(/dev/shm) or a web root is
+        found even where no file is hashed.
+    type: list
+    elements: str
+    default: [/]
+  suid_skip_paths:
+    description: Trees the setid sweep does not enter (besides O(paths), already scanned, and O(skip_paths)).
+    type: list
+    elements: str
+    default: [/proc, /sys]
   sections:
     description: Sections to collect; the others are listed in C(stats.skipped) as not requested.
     type: list
@@ -146,6 +159,8 @@ def run_module() -> None:
             root=dict(type="path", default="/"),
             paths=dict(type="list", elements="str", default=DEFAULT_PATHS),
             skip_paths=dict(type="list", elements="str", default=[]),
+            suid_paths=dict(type="list", elements="str", default=["/"]),
+            suid_skip_paths=dict(type="list", elements="str", default=["/proc", "/sys"]),
             sections=dict(type="list", elements="str", default=list(SECTIONS), choices=list(SECTIONS)),
             cache_path=dict(type="str", default="/var/lib/enp/baseline/hashcache.sqlite"),
             live=dict(type="bool"),
@@ -169,6 +184,8 @@ def run_module() -> None:
             root=params["root"],
             paths=params["paths"],
             skip_paths=params["skip_paths"],
+            suid_paths=params["suid_paths"],
+            suid_skip_paths=params["suid_skip_paths"],
             sections=params["sections"],
             cache=cache,
             live=params["live"],

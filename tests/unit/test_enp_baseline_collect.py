@@ -315,6 +315,29 @@ def test_file_scan_records_metadata_hashes_suid_and_skips(fake_root: pathlib.Pat
     assert scan.hashed == sum(1 for e in entries.values() if e["type"] == "file")
 
 
+def test_suid_section_sweeps_outside_the_hashed_trees(fake_root: pathlib.Path) -> None:
+    # An attacker's SUID shell where nothing is hashed, one in a skipped pseudo filesystem, and a plain file.
+    for rel, mode in (("var/tmp/.x/sh", 0o4755), ("dev/shm/s", 0o2755), ("proc/1/fake", 0o4755), ("var/tmp/ok", 0o755)):
+        target = fake_root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"\x7fELF")
+        target.chmod(mode)
+    manifest = capture(
+        host="h",
+        root=str(fake_root),
+        paths=["/usr/bin"],
+        suid_paths=["/"],
+        suid_skip_paths=["/proc", "/sys"],
+        sections=["suid"],
+        live=False,
+    )
+    suid = manifest["sections"]["suid"]
+    assert suid == {"/usr/bin/passwd": "4755", "/usr/bin/wall": "2755", "/var/tmp/.x/sh": "4755", "/dev/shm/s": "2755"}
+    # Without the sweep only the hashed trees are covered (what verify missed before).
+    narrow = capture(host="h", root=str(fake_root), paths=["/usr/bin"], sections=["suid"], live=False)
+    assert set(narrow["sections"]["suid"]) == {"/usr/bin/passwd", "/usr/bin/wall"}
+
+
 def test_nested_and_missing_paths(fake_root: pathlib.Path) -> None:
     scan = FileScan(str(fake_root), ["/usr", "/usr/bin", "/srv/app"], [], None).run()
     assert scan.paths == ["/srv/app", "/usr"]  # /usr/bin is inside /usr: scanned once
