@@ -301,6 +301,12 @@ SEVERITY: dict[tuple[str, str], tuple[str, str]] = {
 UNKNOWN_SECTION = ("config-drift", "medium")
 SECTION_MISSING = ("section-missing", "low")
 
+WEB_ROOT_PATHS: tuple[str, ...] = (
+    # Trees a web server serves or runs code from: a new or changed file there may be a web shell (T1505.003).
+    "/var/www/*",
+    "/srv/*",
+)
+
 PERSISTENCE_PATHS: tuple[str, ...] = (
     # Where code placed by an attacker runs again by itself (boot, login, schedule, library load, auth).
     # A classification table, not an exclusion list: it only raises the kind/severity of a file finding.
@@ -455,6 +461,8 @@ def _classify_file(key: str, change: str, before: Any, after: Any, fields: list[
             "critical",
             f"{kind_of} {change} on a path that runs code at boot, login or on a schedule",
         )
+    if change in ("added", "modified") and kind_of == "file" and _matches_any(key, WEB_ROOT_PATHS):
+        return f"file-{change}", "high", f"{kind_of} {change} in a web root: a web shell looks like this"
     if change == "added":
         executable = isinstance(after, Mapping) and kind_of == "file" and _mode_bits(after.get("mode")) & 0o111
         if _matches_any(key, EXECUTABLE_PATHS):
