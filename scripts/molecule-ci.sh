@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run molecule scenarios within CI's time budget.
-# All scenarios run when they fit (ENP_MOLECULE_MAX, default 6: at 3-5 min each on 2 cores, six plus
+# All scenarios run when they fit (ENP_MOLECULE_MAX, default 5: at 1-5 min each on 2 cores, five plus
 # lint, unit and integration tests keep one CI run near 40 of its 45 minutes). Otherwise: every scenario whose
 # role, scenario or shared harness changed in the last ENP_CI_DIFF_DEPTH commits, plus a rotating
 # slice chosen by the day of the year, so every scenario runs at least every few days. The plan is
 # printed, so a CI log always says what was and was not tested.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-MAX="${ENP_MOLECULE_MAX:-6}"
+MAX="${ENP_MOLECULE_MAX:-5}"
 DEPTH="${ENP_CI_DIFF_DEPTH:-5}"
 
 mapfile -t all < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' \
