@@ -13,6 +13,7 @@ import pathlib
 import socket
 import subprocess
 import time
+import uuid
 
 import pytest
 import testinfra
@@ -92,10 +93,25 @@ def dmesg() -> list[str]:
     return subprocess.run(["/usr/bin/dmesg"], capture_output=True, text=True, check=True).stdout.splitlines()
 
 
-def logged(before: int, *needles: str, wait: float = 3.0) -> list[str]:
+def mark_kernel_log() -> str:
+    """Write a unique marker into the kernel log; the lines after it are this test's. (Counting lines does not
+    work: once the ring buffer is full, other labs' logged drops push old lines out as fast as new ones come.)"""
+    marker = f"enp-molecule-firewall-mark {uuid.uuid4()}"
+    pathlib.Path("/dev/kmsg").write_text(marker + "\n")
+    return marker
+
+
+def after(marker: str, lines: list[str]) -> list[str]:
+    for index in range(len(lines) - 1, -1, -1):
+        if marker in lines[index]:
+            return lines[index + 1 :]
+    return []
+
+
+def logged(marker: str, *needles: str, wait: float = 3.0) -> list[str]:
     deadline = time.monotonic() + wait
     while True:
-        lines = [line for line in dmesg()[before:] if all(n in line for n in needles)]
+        lines = [line for line in after(marker, dmesg()) if all(n in line for n in needles)]
         if lines or time.monotonic() > deadline:
             return lines
         time.sleep(0.3)
@@ -125,7 +141,7 @@ BLOCKED = ("dropped", "blocked-out")
 
 
 def test_forbidden_flow_is_blocked_at_the_source_and_logged(kernel_log: None) -> None:
-    before = len(dmesg())
+    before = mark_kernel_log()
     # db may not open connections to the app tier, web may not reach the database: their own output drops
     # it (the log line with SRC = the source host and "drop out" proves where).
     assert probe_from("mol-fw-db", [(APP, 8000)])[0] in BLOCKED
@@ -135,7 +151,7 @@ def test_forbidden_flow_is_blocked_at_the_source_and_logged(kernel_log: None) ->
 
 
 def test_forbidden_flow_is_dropped_at_the_destination_and_logged(kernel_log: None) -> None:
-    before = len(dmesg())
+    before = mark_kernel_log()
     # The controller is a management source: SSH only. The app port is dropped by the app server's input chain.
     assert probe_from_controller(APP, 8000) == "dropped"
     assert probe_from_controller(DB, 5432) == "dropped"
@@ -173,11 +189,11 @@ def test_local_fact_and_compliance_record() -> None:
 def test_lockout_was_rolled_back_by_the_host_itself() -> None:
     result = json.loads((EPHEMERAL / "lockout.json").read_text())
     assert "FIREWALL ROLLED BACK on mol-fw-app" in result["message"], result
-    # The controller got back in within the rollback time plus the role's pre-flight and reconnect slack
-    # (the clock starts before the role's first task; the guard's own timing is checked below to the second).
-    assert result["reachable_after"] <= ROLLBACK_SECONDS + 30, result
     app = host("mol-fw-app")
     status = json.loads(app.check_output("/usr/local/sbin/enp-firewall-guard status"))
+    # The controller got back in soon after the host's rollback: counted from when the guard armed it (the
+    # containers share the controller's clock), so a slow pre-flight on a busy machine does not count.
+    assert result["reachable_at"] - status["armed_at"] <= ROLLBACK_SECONDS + 20, (result, status)
     assert status["rolled_back_at"] is not None and status["confirmed_at"] is None, status
     assert ROLLBACK_SECONDS <= status["rollback_after_seconds"] <= ROLLBACK_SECONDS + 3, status
     assert status["timer"] != "active"
