@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_DEPRECATION_WARNINGS := False
 
-.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench bench-redeploy bench-hardening mirror-lock mirror release site seed redeploy harden firewall
+.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench bench-redeploy bench-hardening bench-baseline mirror-lock mirror release site seed redeploy harden firewall
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ bench-redeploy: setup ## Rolling redeploy under load on the lab estate: rollout 
 
 bench-hardening: setup ## Lynis index after each hardening (untouched/devsec/lockdown/ours); DEVSEC=, LOCKDOWN= checkouts
 	$(BIN)/python bench/hardening_compare.py $(if $(DEVSEC),--devsec $(DEVSEC)) $(if $(LOCKDOWN),--lockdown $(LOCKDOWN)) --json
+
+bench-baseline: setup ## Baseline capture/verify vs AIDE init/check on a full host and one with 1M small files (FILES=N)
+	$(BIN)/python bench/baseline.py $(if $(FILES),--files $(FILES)) --json
 
 drill: setup ## Build the lab estate and run the attack-and-recovery drill
 	@scripts/drill.sh
