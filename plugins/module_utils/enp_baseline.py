@@ -342,6 +342,7 @@ PERSISTENCE_PATHS: tuple[str, ...] = (
     "/home/*/.bash_login",
     "/home/*/.bash_logout",
     "/etc/ld.so.preload",
+    "/etc/ansible/facts.d/*",
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d/*",
     "/etc/udev/rules.d/*",
@@ -409,6 +410,8 @@ ADVICE: dict[str, str] = {
     "db-role-added": "check the role against the change record; revoke its login if nobody created it",
     "db-object-changed": "diff the schema against the release migrations; restore from the known-good dump",
     "section-missing": "the collector could not read this part of the host; see the capture stats for why",
+    "environment-changed": "look for /.dockerenv, /run/container_type or a changed init: an attacker may be hiding "
+    "kernel modules; verify from a disk image",
 }
 
 
@@ -605,6 +608,24 @@ def compare(baseline: Mapping[str, Any], live: Mapping[str, Any], rules: list[di
     before_sections: Mapping[str, Any] = baseline.get("sections") or {}
     after_sections: Mapping[str, Any] = live.get("sections") or {}
     findings: list[Finding] = []
+    # What the host says it is (a container or not) decides which noise rules apply, and a root attacker can
+    # fake it (/.dockerenv, /run/container_type) to hide kernel modules: a change from the signed baseline is
+    # itself a finding.
+    was = (baseline.get("stats") or {}).get("container")
+    now = (live.get("stats") or {}).get("container")
+    if was is not None and now is not None and was != now:
+        findings.append(
+            Finding(
+                "environment-changed",
+                "critical",
+                "stats",
+                "container",
+                "modified",
+                was,
+                now,
+                f"the host now says it is {now!r} (container detection), the baseline was captured as {was!r}",
+            )
+        )
     for section in sorted(set(before_sections) | set(after_sections)):
         if section not in after_sections or section not in before_sections:
             if _section_excluded(rules, section):

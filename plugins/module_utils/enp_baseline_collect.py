@@ -141,6 +141,19 @@ def read_text(fspath: str) -> str | None:
         return None
 
 
+def shown_path(path: str) -> str:
+    """A path as JSON can carry it. Names that are not UTF-8 (os.scandir keeps their bytes as surrogates) are
+    written with backslash escapes: one such name must not stop the whole capture, and an attacker may pick
+    one on purpose."""
+    if path.isascii():
+        return path
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    return path
+
+
 def mode_string(st_mode: int) -> str:
     return f"{stat.S_IMODE(st_mode):04o}"
 
@@ -387,19 +400,19 @@ class FileScan:
             sha = f'"{digest}"' if digest is not None else "null"
             text = f'{head}"sha256":{sha},"size":{st.st_size},"type":"file"{tail}'
             if mode & (stat.S_ISUID | stat.S_ISGID):
-                self.suid[path] = mode_text
+                self.suid[shown_path(path)] = mode_text
         elif stat.S_ISDIR(mode):
             text = f'{head}"type":"dir"{tail}'
         elif stat.S_ISLNK(mode):
             try:
-                target = canonical(os.readlink(fspath))
+                target = canonical(shown_path(os.readlink(fspath)))
             except OSError as exc:
                 self._error(path, exc)
                 target = "null"
             text = f'{head}"target":{target},"type":"link"{tail}'
         else:
             text = f'{head}"type":"other"{tail}'
-        self.entries[path] = text
+        self.entries[shown_path(path)] = text
         if self.progress and len(self.entries) % 50000 == 0:
             self.progress(len(self.entries))
 
@@ -484,7 +497,7 @@ def scan_setid(root: str, paths: Iterable[str], skip_paths: Iterable[str]) -> di
                 if stat.S_ISDIR(st.st_mode):
                     stack.append((cpath, child.path))
                 elif stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
-                    found[cpath] = f"{stat.S_IMODE(st.st_mode):04o}"
+                    found[shown_path(cpath)] = f"{stat.S_IMODE(st.st_mode):04o}"
     return found
 
 
@@ -1134,10 +1147,16 @@ def previous_digest(path: str) -> tuple[str | None, str | None]:
     return stats.get("content_sha256"), captured.group(1) if captured else None
 
 
-def save_manifest(manifest: dict[str, Any], dest: str, check_mode: bool = False) -> tuple[bool, str, str]:
+def save_manifest(
+    manifest: dict[str, Any], dest: str, check_mode: bool = False, keep_unchanged: bool = True
+) -> tuple[bool, str, str]:
     """Write the canonical manifest atomically (0600; directories 0700) unless its content equals the
     manifest already at ``dest``. Returns (changed, content digest, captured_at of the manifest now at
-    dest: the old one when nothing changed, so an unchanged host keeps its file and its timestamp)."""
+    dest: the old one when nothing changed, so an unchanged host keeps its file and its timestamp).
+
+    ``keep_unchanged=False`` always replaces the file (``changed`` still says whether the content differs):
+    the old file's digest is read from the file itself, which a root attacker could have forged, so a live
+    manifest for verify must never be the file that was already there."""
     old_digest, old_captured = previous_digest(dest)
     if check_mode:
         digest = write_canonical(manifest, _NullWriter())
@@ -1151,7 +1170,7 @@ def save_manifest(manifest: dict[str, Any], dest: str, check_mode: bool = False)
             digest = write_canonical(manifest, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        if digest == old_digest:
+        if digest == old_digest and keep_unchanged:
             os.unlink(tmp)
             return False, digest, old_captured or manifest["captured_at"]
         os.replace(tmp, dest)
@@ -1159,7 +1178,7 @@ def save_manifest(manifest: dict[str, Any], dest: str, check_mode: bool = False)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return True, digest, manifest["captured_at"]
+    return digest != old_digest, digest, manifest["captured_at"]
 
 
 def section_counts(manifest: dict[str, Any]) -> dict[str, int]:

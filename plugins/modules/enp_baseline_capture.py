@@ -75,6 +75,13 @@ options:
               kernel_modules, preload, pam, nftables, nginx, postgresql]
     choices: [packages, files, suid, units, users, groups, sudoers, authorized_keys, cron, listeners,
               kernel_modules, preload, pam, nftables, nginx, postgresql]
+  keep_unchanged:
+    description:
+      - Keep the manifest already at O(dest) when its content is the same (its timestamp stays). Set it to
+        false for a live capture that is compared with a baseline (the file is then always rewritten), so a
+        forged file left on the host is never what the controller fetches.
+    type: bool
+    default: true
   cache_path:
     description:
       - sqlite3 hash cache on the host. Empty string disables the cache (every file is read).
@@ -164,6 +171,7 @@ def run_module() -> None:
             sections=dict(type="list", elements="str", default=list(SECTIONS), choices=list(SECTIONS)),
             cache_path=dict(type="str", default="/var/lib/enp/baseline/hashcache.sqlite"),
             live=dict(type="bool"),
+            keep_unchanged=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -190,7 +198,9 @@ def run_module() -> None:
             cache=cache,
             live=params["live"],
         )
-        changed, digest, captured_at = save_manifest(manifest, params["dest"], check_mode=module.check_mode)
+        changed, digest, captured_at = save_manifest(
+            manifest, params["dest"], check_mode=module.check_mode, keep_unchanged=params["keep_unchanged"]
+        )
         if cache is not None:
             cache.close(commit=True)
             committed = True
@@ -198,6 +208,8 @@ def run_module() -> None:
         module.fail_json(
             msg=f"baseline capture of {params['root']} failed: {exc} (is the directory of {params['dest']} writable?)"
         )
+    except ValueError as exc:
+        module.fail_json(msg=f"baseline capture of {params['root']} failed on unexpected data: {exc}")
     finally:
         if cache is not None and not committed:
             cache.close(commit=False)

@@ -901,3 +901,15 @@ def test_cli_verify_failing_on_findings_is_a_finding_not_a_broken_run(
     fake_verify(monkeypatch, {"web1": report, "web2": None}, [failure, broken])
     assert cli.main(["baseline", "verify"]) == ExitCode.FAILED
     assert "Permission denied" in capsys.readouterr().err
+
+
+def test_a_host_that_now_says_it_is_a_container_is_a_critical_finding() -> None:
+    """Faking /.dockerenv would switch on the container noise rules (kernel modules ignored)."""
+    live = copy.deepcopy(KNOWN_GOOD)
+    baseline = copy.deepcopy(KNOWN_GOOD)
+    baseline["stats"]["container"] = "none"
+    live["stats"]["container"] = "docker"
+    findings = mu.compare(baseline, live, [])
+    assert [(f.kind, f.severity, f.key) for f in findings] == [("environment-changed", "critical", "container")]
+    live["stats"]["container"] = "none"
+    assert mu.compare(baseline, live, []) == []

@@ -699,3 +699,26 @@ def test_streamed_manifest_equals_json_dumps_canonical(sections: dict, files: di
     # The content digest ignores the capture time and the statistics.
     other = {**manifest, "captured_at": "later", "stats": {"seconds": 1.5}}
     assert write_canonical(other, io.StringIO()) == digest
+
+
+def test_a_forged_live_manifest_is_never_kept(fake_root: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """A root attacker leaves a clean-looking live.json whose recorded digest matches the real (dirty) state."""
+    dest = tmp_path / "live.json"
+    real = capture(host="web1", root=str(fake_root), paths=["/usr/bin"], live=False, now=NOW)
+    _changed, digest, _captured = save_manifest(real, str(dest))
+    forged = dest.read_text().replace('"/usr/bin/passwd"', '"/usr/bin/passwX"')
+    dest.write_text(forged)
+    assert previous_digest(str(dest))[0] == digest  # the forged file claims the right digest
+    changed, _digest, _captured = save_manifest(real, str(dest), keep_unchanged=False)
+    assert not changed  # same content as claimed ...
+    assert "/usr/bin/passwX" not in dest.read_text()  # ... but the file on disk is the real capture now
+
+
+def test_a_name_that_is_not_utf8_does_not_stop_the_capture(fake_root: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    odd = os.fsdecode(b"/usr/bin/\xff.php")
+    pathlib.Path(str(fake_root) + odd).write_bytes(b"<?php")
+    manifest = capture(host="web1", root=str(fake_root), paths=["/usr/bin"], live=False, now=NOW)
+    dest = tmp_path / "m.json"
+    save_manifest(manifest, str(dest))
+    entries = json.loads(dest.read_text())["sections"]["files"]
+    assert "/usr/bin/\\xff.php" in entries
