@@ -50,11 +50,20 @@ def diff(
     before: dict[str, list[str]], after: dict[str, list[str]], markers: list[str] | None = None
 ) -> dict[str, dict[str, list[str]]]:
     """What changed between two snapshots. With markers, only items naming one of them count, so
-    another lab running at the same time (a molecule scenario, a benchmark) is not blamed on this one;
-    the machine-wide inotify limit always counts."""
+    another lab running at the same time (a molecule scenario, a benchmark) is not blamed on this one.
+    The machine-wide inotify limit counts unless another lab's hosts ran before or after: lab-down keeps it
+    raised while any lab still runs, and the last lab down restores it (plugins/modules/enp_lab_limits.py)."""
+
+    def theirs(snap: dict[str, list[str]]) -> bool:
+        items = snap.get("mounts", []) + [p for p in snap.get("processes", []) if "systemd-nspawn" in p]
+        return any(not any(m in item for m in markers or []) for item in items)
+
+    shared_limit = markers is not None and (theirs(before) or theirs(after))
 
     def ours(key: str, item: str) -> bool:
-        return markers is None or key == "inotify" or any(m in item for m in markers)
+        if key == "inotify":
+            return not shared_limit
+        return markers is None or any(m in item for m in markers)
 
     out = {}
     for key in before:
