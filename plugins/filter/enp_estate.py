@@ -11,7 +11,8 @@ short_description: HOST:PORT of inventory hosts, for upstream lists
 description:
   - Given inventory host names, returns C(ansible_host:PORT) of each (the inventory name when
     C(ansible_host) is not set). Companion filters C(enp_addresses) (addresses only) and
-    C(enp_host_networks) (C(/32) or C(/128) networks; fails for hosts without an IP address).
+    C(enp_host_networks) (C(/32) or C(/128) networks; fails for hosts without an IP address), and
+    C(enp_named_addresses) (C({name, address}) of each host, plus C(key=variable) read from each host's variables).
 positional: hostvars, port
 options:
   _input:
@@ -68,4 +69,5 @@ class FilterModule:
             "enp_addresses": _wrap(enp_estate.addresses),
             "enp_endpoints": _wrap(enp_estate.endpoints),
             "enp_host_networks": _wrap(enp_estate.host_networks),
+            "enp_named_addresses": _wrap(enp_estate.named_addresses),
         }

@@ -32,6 +32,20 @@ def addresses(names: Iterable[str], hostvars: Mapping[str, Any]) -> list[str]:
     return [host_address(n, hostvars) for n in names]
 
 
+def named_addresses(names: Iterable[str], hostvars: Mapping[str, Any], **extra: str) -> list[dict[str, str]]:
+    """{name, address} of each host, plus each `key=variable` given, read from that host's variables ('' if unset).
+
+    e.g. named_addresses(groups['backup_servers'], hostvars, key='backup_public_key').
+    """
+    result = []
+    for name in names:
+        entry = {"name": name, "address": host_address(name, hostvars)}
+        for key, variable in extra.items():
+            entry[key] = str(hostvars.get(name, {}).get(variable, "") or "")
+        result.append(entry)
+    return result
+
+
 def endpoints(names: Iterable[str], hostvars: Mapping[str, Any], port: int) -> list[str]:
     """HOST:PORT of each host (IPv6 literals in brackets), in inventory order."""
     if not 0 < int(port) < 65536:

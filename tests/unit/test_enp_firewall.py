@@ -637,19 +637,23 @@ def test_lab_web1_accepts_443_from_the_load_balancer_only_and_ssh_from_mgmt(lab:
     assert {p for r in web1["input"] for p in r["ports"]} == {22, 443}
 
 
-def test_lab_db1_accepts_5432_from_the_app_servers_and_the_standby_only(lab: dict) -> None:
+def test_lab_db1_accepts_5432_from_the_app_servers_the_standby_and_the_backup_server_only(lab: dict) -> None:
     db1 = lab["plans"]["db1"]
     pg = [r for r in db1["input"] if 5432 in r["ports"]]
     saddrs = {s for r in pg for s in r["saddr"]}
-    assert saddrs == {f"{address(lab, h)}/32" for h in ("app1", "app2", "db2")}
-    assert {r["flow"] for r in pg} == {"application to PostgreSQL", "standby to primary (streaming replication)"}
+    assert saddrs == {f"{address(lab, h)}/32" for h in ("app1", "app2", "db2", "backup1")}
+    assert {r["flow"] for r in pg} == {
+        "application to PostgreSQL",
+        "standby to primary (streaming replication)",
+        "WAL stream to the backup server (pg_receivewal pulls)",
+    }
     assert {p for r in db1["input"] for p in r["ports"]} == {22, 5432}
-    for other in ("web1", "lb1", "backup1", "gw1"):
+    for other in ("web1", "lb1", "log1", "bastion1", "gw1"):
         assert accepted_by(db1["input"], "tcp", 5432, saddr=address(lab, other)) == set(), other
     # the standby gets the app servers only, and reaches the primary out
     db2 = lab["plans"]["db2"]
     assert {s for r in db2["input"] if 5432 in r["ports"] for s in r["saddr"]} == {
-        f"{address(lab, h)}/32" for h in ("app1", "app2")
+        f"{address(lab, h)}/32" for h in ("app1", "app2", "backup1")
     }
     assert accepted_by(db2["output"], "tcp", 5432, daddr=address(lab, "db1")) == {
         "standby to primary (streaming replication)"
