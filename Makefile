@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_DEPRECATION_WARNINGS := False
 
-.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench bench-redeploy bench-hardening bench-baseline mirror-lock mirror release site seed redeploy harden firewall
+.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench bench-redeploy bench-hardening bench-baseline bench-restore mirror-lock mirror release site seed redeploy harden firewall backup restore lab-attack
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -73,6 +73,16 @@ harden: setup ## Harden every estate host (os_hardening, ssh_hardening) and coll
 firewall: setup ## Zone-matrix nftables firewall on the gateway, then every host (lockout-safe; CHECK=1 previews with --diff)
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/firewall.yml $(if $(CHECK),--check --diff)
 
+backup: setup ## Attacker-resistant backups pulled by the backup server (after site and seed; CHECK=1 previews)
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/backup.yml $(if $(CHECK),--check --diff)
+
+restore: setup ## Restore the latest CLEAN point: PLAN=1 explains the choice only; CONFIRM=restore restores (INCIDENT=ISO time)
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/restore.yml $(if $(PLAN),-e enp_restore_plan_only=true) \
+	  $(if $(CONFIRM),-e enp_restore_confirm=$(CONFIRM)) $(if $(INCIDENT),-e enp_incident_time=$(INCIDENT))
+
+lab-attack: setup ## Simulated ransomware on the LAB only (documents, database, persistence); CONFIRM=attack-the-lab
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab_attack.yml $(if $(CONFIRM),-e enp_attack_confirm=$(CONFIRM))
+
 redeploy: setup ## Rolling redeploy of release VERSION (dist/civic-services-VERSION.tar.gz), one app server at a time
 	@test -n "$(VERSION)" || { echo "redeploy: give the release, e.g. make redeploy VERSION=1.0.1 (build it with scripts/build_release.py --version 1.0.1)" >&2; exit 2; }
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/redeploy.yml -e enp_app_version=$(VERSION)
@@ -88,6 +98,9 @@ bench-hardening: setup ## Lynis index after each hardening (untouched/devsec/loc
 
 bench-baseline: setup ## Baseline capture/verify vs AIDE init/check on a full host and one with 1M small files (FILES=N)
 	$(BIN)/python bench/baseline.py $(if $(FILES),--files $(FILES)) --json
+
+bench-restore: setup ## Restore throughput (DB base + WAL replay, documents) vs raw copy, and RPO when the primary dies (SIZE=large|small)
+	$(BIN)/python bench/restore.py --size $(or $(SIZE),large)
 
 drill: setup ## Build the lab estate and run the attack-and-recovery drill
 	@scripts/drill.sh

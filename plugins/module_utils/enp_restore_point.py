@@ -1078,8 +1078,9 @@ def _explain(
             )
             if target.get("time") and parse_time(snap["time"]) < parse_time(target["time"]):
                 lines.append(
-                    f"Uploads to {host} between {snap['time']} and {target['time']} will be referenced by restored "
-                    "database rows but missing: list them and ask the citizens to upload again."
+                    f"Uploads to {host} between {snap['time']} and {target['time']} are referenced by restored "
+                    "database rows: each one the backup server holds with content that still matches its sha256 is "
+                    "restored too; the restore report counts any still missing (ask those citizens to upload again)."
                 )
         else:
             lines.append(f"Documents on {host}: NO usable snapshot ({choice['reason']}).")
