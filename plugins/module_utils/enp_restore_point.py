@@ -399,7 +399,17 @@ def score_document_snapshot(
 # --------------------------------------------------------------------------------------------------------------
 # Database WAL: pg_waldump parsing and scoring
 
-OPS: tuple[str, ...] = ("INSERT", "MULTI_INSERT", "UPDATE", "HOT_UPDATE", "DELETE", "TRUNCATE", "CREATE", "DROP")
+OPS: tuple[str, ...] = (
+    "INSERT",
+    "MULTI_INSERT",
+    "UPDATE",
+    "HOT_UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "CREATE",
+    "DROP",
+    "DROP_DATABASE",
+)
 RECORD = re.compile(
     r"^rmgr:\s*(?P<rmgr>\S+).*?\btx:\s*(?P<xid>\d+),\s*lsn:\s*(?P<lsn>[0-9A-Fa-f]+/[0-9A-Fa-f]+).*?desc:\s*(?P<desc>.*)$"
 )
@@ -525,6 +535,10 @@ def parse_waldump(lines: Iterable[str], *, tz_offsets: Mapping[str, str] | None 
         elif rmgr == "Storage" and word == "CREATE":
             txn = txn or txns.setdefault(xid, _new_txn(xid))
             _count(txn, "CREATE", relation_key(desc.split(" ", 1)[1]) if " " in desc else None)
+        elif rmgr == "Database" and word == "DROP":
+            # PG15 "desc: DROP dir 1663/16388": a whole database's directories (its COMMIT lists no rels).
+            txn = txn or txns.setdefault(xid, _new_txn(xid))
+            _count(txn, "DROP_DATABASE", None)
         elif rmgr == "Transaction" and word == "ASSIGNMENT":
             top = re.search(r"xtop (\d+):\s*subxacts:\s*([\d ]+)", desc)
             if top:
@@ -647,6 +661,10 @@ def score_transactions(
             if severity != "critical":
                 severity = level
 
+        if txn["ops"].get("DROP_DATABASE"):
+            # Never part of a deploy of this estate, migration window or not.
+            reasons.append("dropped a whole database (DROP DATABASE)")
+            raise_to("critical")
         if not in_window:
             for name, ops in sorted(user.items()):
                 changed = ops.get("UPDATE", 0) + ops.get("HOT_UPDATE", 0)

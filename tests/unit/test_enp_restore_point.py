@@ -749,3 +749,24 @@ def test_real_wal_sets_the_target(waldump: list[dict[str, Any]]) -> None:
     # The 02:00 base backup failed verification, so the 01:00 one is used.
     assert decision["database"]["base_backup"]["label"] == "20261206T010000F"
     assert decision["database"]["lost_transactions"] == 2  # 735 and 742 committed after 732
+
+
+def test_drop_database_is_found_and_always_malicious() -> None:
+    lines = [
+        "rmgr: Heap        len (rec/tot):     59/    59, tx:        900, lsn: 0/0A000028, prev 0/0A000000, "
+        "desc: INSERT+INIT off 1 flags 0x00, blkref #0: rel 1663/16388/16448 blk 0",
+        "rmgr: Transaction len (rec/tot):     34/    34, tx:        900, lsn: 0/0A000068, prev 0/0A000028, "
+        "desc: COMMIT 2026-12-06 07:40:00.000001 UTC",
+        "rmgr: Database    len (rec/tot):     38/    38, tx:        901, lsn: 0/0A0000A0, prev 0/0A000068, "
+        "desc: DROP dir 1663/16388",
+        "rmgr: Transaction len (rec/tot):     66/    66, tx:        901, lsn: 0/0A0000C8, prev 0/0A0000A0, "
+        "desc: COMMIT 2026-12-06 07:41:00.000001 UTC; inval msgs: catcache 21",
+    ]
+    txns = rp.parse_waldump(lines)
+    assert [t["ops"]["DROP_DATABASE"] for t in txns] == [0, 1]
+    verdicts = rp.score_transactions(txns)
+    assert [v["malicious"] for v in verdicts] == [False, True]
+    assert verdicts[1]["severity"] == "critical" and "DROP DATABASE" in verdicts[1]["reason"]
+    # inside a migration window too: no deploy of this estate drops a database
+    window = [("2026-12-06T07:30:00Z", "2026-12-06T07:50:00Z")]
+    assert rp.score_transactions(txns, allowed_windows=window)[1]["malicious"]
