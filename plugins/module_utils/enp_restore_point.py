@@ -135,6 +135,9 @@ def file_features(path: str, rel: str) -> dict[str, Any]:
         "ctime": float(info.st_ctime),
         "sha256": digest.hexdigest(),
         "magic": magic,
+        # The reuse key of snapshot_features: this copy's own (size, mtime_ns, ctime_ns). mtime/ctime above may be
+        # replaced by the source's times as evidence (a replica's ctime is when it was copied, not when it changed).
+        "local": [info.st_size, info.st_mtime_ns, info.st_ctime_ns],
         "entropy": round(shannon_entropy(head), 4),
     }
     if magic == "text":
@@ -142,13 +145,26 @@ def file_features(path: str, rel: str) -> dict[str, Any]:
     return features
 
 
+def _unchanged(before: Mapping[str, Any], info: os.stat_result) -> bool:
+    """True when the file is the one ``before`` describes (its local stat key, else its size and times)."""
+    local = before.get("local")
+    if local is not None:
+        return list(local) == [info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+    return (
+        before.get("size") == info.st_size
+        and before.get("mtime") == float(info.st_mtime)
+        and before.get("ctime") == float(info.st_ctime)
+    )
+
+
 def snapshot_features(root: str, previous: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
     """``{rel_path: features}`` of every regular file under root except ``tmp/``.
 
-    A file whose (size, mtime, ctime) equal the previous snapshot's entry keeps that entry, so only new or
-    changed files are read. ctime cannot be set from user space, so a tool that restores mtime after encrypting
-    still gets reread. Files that vanish during the walk are left out; other read errors raise (a scan that
-    could not read the store must not look clean).
+    A file whose local (size, mtime, ctime) equal the previous snapshot's entry keeps that entry, so only new or
+    changed files are read (the entry's ``local`` key: its ``mtime``/``ctime`` may be a source's, see file_features).
+    ctime cannot be set from user space, so a tool that restores mtime after encrypting still gets reread.
+    Files that vanish during the walk are left out; other read errors raise
+    (a scan that could not read the store must not look clean).
     """
     previous = previous or {}
     result: dict[str, dict[str, Any]] = {}
@@ -168,12 +184,7 @@ def snapshot_features(root: str, previous: Mapping[str, Mapping[str, Any]] | Non
             if not stat.S_ISREG(info.st_mode):
                 continue
             before = previous.get(rel)
-            if (
-                before is not None
-                and before.get("size") == info.st_size
-                and before.get("mtime") == float(info.st_mtime)
-                and before.get("ctime") == float(info.st_ctime)
-            ):
+            if before is not None and _unchanged(before, info):
                 result[rel] = dict(before)
                 continue
             try:

@@ -178,6 +178,22 @@ def test_snapshot_features_skips_tmp_and_reuses_unchanged(store: Path) -> None:
     assert third[reused]["sha256"] == hashlib.sha256(random_bytes(stat.st_size, "enc")).hexdigest()
 
 
+def test_snapshot_features_reuses_entries_whose_times_are_the_sources(store: Path) -> None:
+    """The backup server records the app server's mtime/ctime as evidence; reuse must still hit (no full rehash)."""
+    first = rp.snapshot_features(str(store), None)
+    marked = copy.deepcopy(first)
+    for entry in marked.values():
+        entry["mtime"], entry["ctime"] = 1.0, 2.0  # the source's times, unlike this copy's
+        entry["sha256"] = "kept-from-previous"
+    second = rp.snapshot_features(str(store), marked)
+    assert {entry["sha256"] for entry in second.values()} == {"kept-from-previous"}
+    # A file rewritten in place is still read again.
+    victim = store / blob_rel(UPLOADS[2])
+    victim.write_bytes(random_bytes(victim.stat().st_size, "enc"))
+    third = rp.snapshot_features(str(store), marked)
+    assert third[blob_rel(UPLOADS[2])]["sha256"] != "kept-from-previous"
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Document snapshot scoring on real stores
 
