@@ -12,10 +12,11 @@ die() { printf '\033[1;31m[setup] ERROR:\033[0m %s\n' "$*" >&2; exit 1; }
 # the baseline mirror (apt-ftparchive, gpg), and Python's venv.
 APT_PACKAGES=(debootstrap systemd-container iproute2 apt-utils gnupg debian-archive-keyring
               openssh-client passwd mount nftables python3-venv ca-certificates make git
-              postgresql-15 python3-flask python3-psycopg2 gunicorn)
+              postgresql-15 python3-flask python3-psycopg2 gunicorn chromium fonts-dejavu-core)
 # The civic-services tests run the app as an app host does (Debian's python3, Flask, psycopg2,
 # gunicorn) against a throwaway PostgreSQL on a Unix socket: the controller needs the server
-# binaries, not a running cluster.
+# binaries, not a running cluster. chromium: tests/integration/test_report_browser.py renders the
+# recovery report headless (DejaVu is its font).
 
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
@@ -43,7 +44,11 @@ if ((${#missing[@]})); then
     echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
   fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # chromium with its recommends (fonts, GL, sandbox helper): headless rendering was only proven with them.
+  recommends=() plain=()
+  for pkg in "${missing[@]}"; do [[ $pkg == chromium ]] && recommends+=("$pkg") || plain+=("$pkg"); done
+  ((${#plain[@]} == 0)) || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${plain[@]}" >/dev/null
+  ((${#recommends[@]} == 0)) || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${recommends[@]}" >/dev/null
 else
   say "Debian packages: all ${#APT_PACKAGES[@]} present"
 fi
