@@ -7,18 +7,23 @@ shows progress and turns the result into a report, a table or one JSON document,
 from __future__ import annotations
 
 import argparse
+import getpass
+import importlib
 import json
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, TextIO
 
 from enp import __version__, runner
 from enp import baseline as enp_baseline
+from enp import incident as enp_incident
 from enp.progress import Progress, format_elapsed
 from enp.runner import HostFailure, ProjectNotFoundError, RunnerSetupError, RunResult
 
@@ -36,7 +41,8 @@ EXIT_CODES: dict[ExitCode, str] = {
     ExitCode.OK: "done, nothing failed",
     ExitCode.FAILED: "a playbook failed; each failing host, task and message is listed with what to do next",
     ExitCode.USAGE: "usage error: unknown command or option, or no project, playbook or inventory found",
-    ExitCode.REFUSED: "refused: confirmation not given, or a lab command not run as root",
+    ExitCode.REFUSED: "refused: confirmation not given, a lab command not run as root, or the incident is busy "
+    "(another enp holds its lock)",
     ExitCode.UNREACHABLE: "hosts unreachable (and no task failed): check they run and answer SSH, then rerun",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C): ansible-playbook was stopped; rerun the same command to resume",
 }
@@ -189,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--check", action="store_true", help="dry run: show what would change (--check --diff), change nothing"
             )
     _add_baseline_parser(groups, common, formatter)
+    _add_incident_parsers(groups, common, formatter)
     return parser
 
 
@@ -776,6 +783,597 @@ def _stored_stats(paths: enp_baseline.BaselinePaths, host: str) -> dict[str, Any
     return stats if isinstance(stats, dict) else {}
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Incidents: enp incident start|status, the six phases, enp recover, enp report (state: enp/incident.py)
+
+INCIDENT_RUN_COMMANDS = (*enp_incident.PHASE_NAMES, "recover", "report")
+
+RECOVER_EPILOG = (
+    "Resumable: every phase is journaled in .enp/incidents/<ID>/journal.jsonl. Rerun the same command after a\n"
+    "failure, Ctrl-C or kill -9: completed phases are skipped, an interrupted one is rerun from its start (phase\n"
+    "playbooks are idempotent). Only one enp at a time works on an incident (a lock names the PID holding it).\n\n"
+    + _epilog()
+)
+
+
+def _add_incident_parsers(
+    groups: argparse._SubParsersAction,  # type: ignore[type-arg]
+    common: argparse.ArgumentParser,
+    formatter: type[argparse.HelpFormatter],
+) -> None:
+    select = argparse.ArgumentParser(add_help=False)
+    select.add_argument(
+        "--incident",
+        metavar="ID",
+        help="the incident to work on (default: the current one, set by enp incident start)",
+    )
+    incident = groups.add_parser(
+        "incident",
+        parents=[common],
+        help="declare an incident (ID, when it happened) and see how far its recovery got",
+        description="Incidents: the state of one emergency rebuild, in .enp/incidents/<ID>/ of the project.",
+        epilog=RECOVER_EPILOG,
+        formatter_class=formatter,
+    )
+    actions = incident.add_subparsers(dest="action", metavar="ACTION", required=True)
+    start = actions.add_parser(
+        "start",
+        parents=[common],
+        help="record a new incident and make it the current one",
+        description="enp incident start: record the incident (ID, times, who declared it) and make it current.\n"
+        "Times are ISO 8601 with a zone: 2026-12-06T07:50:00Z or 2026-12-06T13:20+05:30.",
+        formatter_class=formatter,
+    )
+    start.add_argument("--id", metavar="ID", help="incident ID (default: INC-YYYYMMDD-HHMM of the detection, UTC)")
+    start.add_argument("--detected-at", metavar="ISO", help="when the attack was noticed (default: now)")
+    start.add_argument(
+        "--occurred-at",
+        metavar="ISO",
+        help="when the attack began, if known; restore goes back to the latest clean point before it "
+        "(default: unknown, restore finds the first malicious transaction itself)",
+    )
+    start.add_argument("--declared-by", metavar="NAME", help="who declared it (default: the login name)")
+    start.add_argument(
+        "--environment",
+        choices=["lab", "production"],
+        help="lab (a drill) or production, shown in the report (default: lab with the lab inventory, else unset)",
+    )
+    actions.add_parser(
+        "status",
+        parents=[common, select],
+        help="show the incident and each phase: done, failed, interrupted or pending",
+        description="enp incident status: the incident and each phase's state, from its journal.",
+        formatter_class=formatter,
+    )
+
+    def run_options(sub: argparse.ArgumentParser, destructive: bool) -> None:
+        sub.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="check mode (--check --diff): show what would change, change nothing, record nothing as done",
+        )
+        if destructive:
+            sub.add_argument("--yes", action="store_true", help="do not ask to type the phase name; for automation")
+
+    for phase in enp_incident.PHASES:
+        sub = groups.add_parser(
+            phase.name,
+            parents=[common, select],
+            help=f"phase: {phase.help}" + (" (asks)" if phase.destructive else ""),
+            description=f"enp {phase.name}: {phase.help}.\n\nRuns {phase.playbook()} for the current incident; "
+            "a phase that is done is not run again unless --redo."
+            + (
+                f"\nDestructive: asks you to type {phase.name!r} (or --yes / --confirm {phase.name})."
+                if phase.destructive
+                else ""
+            ),
+            epilog=RECOVER_EPILOG,
+            formatter_class=formatter,
+        )
+        run_options(sub, phase.destructive)
+        if phase.destructive:
+            sub.add_argument(
+                "--confirm",
+                metavar="WORD",
+                dest="confirm_word",
+                help=f"give the typed confirmation in automation: --confirm {phase.name}",
+            )
+        sub.add_argument("--redo", action="store_true", help="run the phase again although it is done")
+        if phase.name == "restore":
+            sub.add_argument(
+                "--to",
+                choices=["latest-clean"],
+                default="latest-clean",
+                help="restore point: latest-clean, the newest point the evidence shows clean (the only mode for now)",
+            )
+            sub.add_argument(
+                "--plan",
+                action="store_true",
+                help="choose and explain the restore point (decision.json), change nothing; not recorded as done",
+            )
+    destructive = [p.name for p in enp_incident.PHASES if p.destructive]
+    recover = groups.add_parser(
+        "recover",
+        parents=[common, select],
+        help="run every remaining phase in order (" + " > ".join(enp_incident.PHASE_NAMES) + "), then the report",
+        description="enp recover: run every phase not yet done, in order, then write the report.\n\n"
+        + "\n".join(
+            f"  {p.name:<9} {p.playbook():<24} {p.help}" + (" [asks]" if p.destructive else "")
+            for p in enp_incident.PHASES
+        ),
+        epilog=RECOVER_EPILOG,
+        formatter_class=formatter,
+    )
+    run_options(recover, True)
+    recover.add_argument(
+        "--confirm",
+        metavar="PHASE",
+        dest="confirm_phases",
+        action="append",
+        choices=destructive,
+        default=[],
+        help=f"confirm this destructive phase without a prompt (repeatable; one of {', '.join(destructive)})",
+    )
+    recover.add_argument(
+        "--from",
+        dest="from_phase",
+        metavar="PHASE",
+        choices=enp_incident.PHASE_NAMES,
+        help="run this phase and every later one again, even those done",
+    )
+    recover.add_argument(
+        "--redo",
+        metavar="PHASE",
+        action="append",
+        choices=enp_incident.PHASE_NAMES,
+        default=[],
+        help="run this phase again although it is done (repeatable)",
+    )
+    report = groups.add_parser(
+        "report",
+        parents=[common, select],
+        help="write the incident report (HTML, Markdown, JSON) from the journal and the phases' outputs",
+        description="enp report: assemble run.json from the incident's journal and phase outputs, then write the "
+        "report\n(enp/report.py) into .enp/incidents/<ID>/report/ unless --out.",
+        formatter_class=formatter,
+    )
+    report.add_argument("--out", metavar="DIR", type=Path, help="where to write the report files")
+
+
+def _incident_store(project_dir: Path | None = None) -> tuple[Path, enp_incident.IncidentStore]:
+    try:
+        project_dir = project_dir or runner.find_project_dir()
+    except ProjectNotFoundError as exc:
+        raise _Refusal(ExitCode.USAGE, f"error: {exc}") from None
+    return project_dir, enp_incident.IncidentStore.for_project(project_dir)
+
+
+def _resolve_incident(store: enp_incident.IncidentStore, incident_id: str | None) -> str:
+    try:
+        return store.resolve(incident_id)
+    except enp_incident.IncidentError as exc:
+        raise _Refusal(ExitCode.USAGE, f"error: {exc}") from None
+
+
+def _playbook_template() -> str:
+    return os.environ.get(enp_incident.PLAYBOOKS_ENV) or enp_incident.DEFAULT_PLAYBOOKS
+
+
+def _declared_by() -> str:
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def run_incident_command(args: argparse.Namespace, argv: Sequence[str]) -> ExitCode:
+    stdout, stderr = sys.stdout, sys.stderr
+    try:
+        _project_dir, store = _incident_store()
+        if args.action == "start":
+            now = enp_incident.utc_now()
+            try:
+                record = enp_incident.new_incident(
+                    now=now,
+                    incident_id=args.id,
+                    detected_at=args.detected_at,
+                    occurred_at=args.occurred_at,
+                    declared_by=args.declared_by or _declared_by(),
+                    taken=store.ids(),
+                )
+            except enp_incident.IncidentError as exc:
+                raise _Refusal(ExitCode.USAGE, f"refused: {exc}") from None
+            environment = args.environment or ("lab" if args.inventory == DEFAULT_INVENTORY else None)
+            if environment:
+                record["environment"] = environment
+            previous = store.current()
+            directory = store.create(record)
+            if args.json:
+                _print_lines([json.dumps({"incident": record, "incident_dir": str(directory)}, indent=2)], stdout)
+                return ExitCode.OK
+            deadline = enp_incident.parse_time(record["detected_at"]).timestamp() + 6 * 3600
+            lines = [
+                f"Incident {record['id']} declared by {record['declared_by'] or 'unknown'}: occurred "
+                f"{record['occurred_at'] or 'unknown'}, detected {record['detected_at']}.",
+                f"State and journal: {directory}",
+                f"It is now the current incident{f' (was {previous})' if previous else ''}.",
+                "Report it to CERT-In within 6 hours of noticing: by "
+                f"{enp_incident.format_time(datetime.fromtimestamp(deadline, UTC))}.",
+                "",
+                "Next: enp recover  (all phases, asks before each destructive one), or one at a time: "
+                + ", ".join(f"enp {name}" for name in enp_incident.PHASE_NAMES)
+                + ", enp report.",
+            ]
+            if not record["occurred_at"]:
+                lines.insert(
+                    3,
+                    "The attack time is unknown: restore will go back to just before the first malicious "
+                    "transaction it finds.",
+                )
+            _print_lines(lines, stdout)
+            return ExitCode.OK
+        incident_id = _resolve_incident(store, args.incident)
+        record, events, problems = store.load(incident_id)
+        states = enp_incident.phase_states(events)
+        holder = enp_incident.lock_holder(store.dir(incident_id) / enp_incident.LOCK_FILE)
+        if holder:  # a phase started and not ended is running now, not interrupted
+            for state in states.values():
+                if state.status == "interrupted":
+                    state.status = "running"
+        if args.json:
+            template = _playbook_template()
+            phases = [
+                enp_incident.phase_record(p.name, states[p.name], p.playbook(template)) for p in enp_incident.PHASES
+            ]
+            document = {
+                "incident": record,
+                "incident_dir": str(store.dir(incident_id)),
+                "phases": phases,
+                "lock_holder": holder,
+                "journal_problems": problems,
+            }
+            _print_lines([json.dumps(document, indent=2)], stdout)
+            return ExitCode.OK
+        lines = enp_incident.render_status(record, states, _playbook_template())
+        if holder:
+            lines.append(f"In progress now: {holder}.")
+        lines += [f"journal: {p}" for p in problems]
+        _print_lines(lines, stdout)
+        return ExitCode.OK
+    except _Refusal as refusal:
+        _print_lines([f"enp: {refusal.message}"], stderr)
+        return refusal.code
+
+
+@dataclass
+class _IncidentRun:
+    """What every phase of one enp invocation shares."""
+
+    project_dir: Path
+    inventory: Path
+    store: enp_incident.IncidentStore
+    incident: dict[str, Any]
+    args: argparse.Namespace
+    rerun: str
+    stdout: TextIO
+    stderr: TextIO
+
+    @property
+    def directory(self) -> Path:
+        return self.store.dir(self.incident["id"])
+
+    @property
+    def journal(self) -> Path:
+        return self.directory / enp_incident.JOURNAL
+
+    def say(self, line: str) -> None:
+        # With --json, stdout holds only the JSON document: narration goes to stderr.
+        _print_lines([line], self.stderr if self.args.json else self.stdout)
+
+
+def _phase_confirmation(run: _IncidentRun, phase: enp_incident.Phase, confirmed: set[str], stdin: TextIO) -> None:
+    """Refuse unless the operator confirmed this destructive phase (flag, or the phase name typed at a prompt)."""
+    if phase.name in confirmed:
+        return
+    how = f"{run.rerun} --yes (or --confirm {phase.name})"
+    if not stdin.isatty():
+        raise _Refusal(
+            ExitCode.REFUSED,
+            f"refused: {phase.warning} Nobody can confirm (stdin is not a terminal); nothing was changed. "
+            f"To confirm without a prompt add --yes or --confirm {phase.name}: {how}",
+        )
+    run.stderr.write(f"{phase.warning}\nType {phase.name!r} to continue, anything else cancels: ")
+    run.stderr.flush()
+    try:
+        answer = stdin.readline().strip()
+    except KeyboardInterrupt:
+        raise _Refusal(
+            ExitCode.INTERRUPTED, f"interrupted at the {phase.name} confirmation; nothing was changed"
+        ) from None
+    if answer != phase.name:
+        raise _Refusal(
+            ExitCode.REFUSED, f"refused: you typed {answer!r}, not {phase.name!r}; {phase.name} was not run."
+        )
+
+
+def _confirmed_phases(args: argparse.Namespace) -> set[str]:
+    destructive = {p.name for p in enp_incident.PHASES if p.destructive}
+    if getattr(args, "yes", False):
+        return destructive
+    if args.group == "recover":
+        return set(args.confirm_phases)
+    word = getattr(args, "confirm_word", None)
+    if word is None:
+        return set()
+    if word != args.group:
+        raise _Refusal(
+            ExitCode.REFUSED,
+            f"refused: --confirm {word!r} does not confirm enp {args.group}; give --confirm {args.group}",
+        )
+    return {args.group}
+
+
+def _run_phase(
+    run: _IncidentRun, phase: enp_incident.Phase, position: str, *, dry: bool, plan_only: bool, redo: bool
+) -> tuple[ExitCode, RunResult, dict[str, Any]]:
+    """Run one phase playbook and journal it; (exit code, result, a JSON-ready record)."""
+    args = run.args
+    playbook = phase.playbook(_playbook_template())
+    if not (run.project_dir / playbook).is_file():
+        raise _Refusal(
+            ExitCode.USAGE,
+            f"error: {phase.name}'s playbook {run.project_dir / playbook} does not exist (not built yet?); "
+            f"nothing was run for {phase.name}",
+        )
+    (run.directory / phase.name).mkdir(mode=0o700, exist_ok=True)
+    extravars = enp_incident.phase_extravars(phase, run.incident, run.directory, restore_plan_only=plan_only)
+    journaled = not (dry or plan_only)
+    mode = ""
+    if plan_only:
+        mode = " (plan only, changes nothing)"
+    if dry:
+        mode = " (dry run: check mode, nothing recorded as done)"
+    run.say(f"== {position} {phase.name}: {playbook}{mode}")
+    if journaled:
+        enp_incident.append_event(
+            run.journal, {"event": "phase_started", "phase": phase.name, "playbook": playbook, "redo": redo}
+        )
+    progress = Progress(f"enp {phase.name} {position}", run.stderr, echo=args.verbose > 0)
+    noted: list[int] = []
+
+    def on_event(event: Mapping[str, Any]) -> None:
+        pid = event.get("pid")
+        if journaled and not noted and isinstance(pid, int) and pid > 0:
+            noted.append(pid)
+            ident = str(event.get("runner_ident") or "")
+            artifact_dir = run.project_dir / runner.RUNS_SUBDIR / ident if ident else None
+            enp_incident.append_event(
+                run.journal,
+                {"event": "phase_running", "phase": phase.name, "ansible_pid": pid, "artifact_dir": artifact_dir},
+            )
+        progress.on_event(event)
+
+    try:
+        with progress:
+            result = runner.run_playbook(
+                playbook,
+                command=f"{run.incident['id']} {phase.name}",
+                project_dir=run.project_dir,
+                inventory=run.inventory,
+                extravars=extravars,
+                check=dry,
+                verbosity=max(args.verbose - 1, 0),
+                event_handler=on_event,
+                status_handler=progress.on_status,
+            )
+    except RunnerSetupError as exc:
+        if journaled:
+            enp_incident.append_event(
+                run.journal, {"event": "phase_failed", "phase": phase.name, "status": "error", "error": str(exc)}
+            )
+        raise _Refusal(ExitCode.USAGE, f"error: cannot start enp {phase.name}: {exc}") from None
+    code = exit_code_for(result)
+    record = {
+        "phase": phase.name,
+        "status": result.status,
+        "rc": result.rc,
+        "exit_code": int(code),
+        "artifact_dir": str(result.artifact_dir),
+        "hosts": sorted(result.stats.get("processed", {})),
+        "stats": result.stats,
+        "duration": result.duration,
+        "failures": [{"host": f.host, "task": f.task, "msg": f.msg[:500]} for f in result.failures],
+    }
+    _keep_run_record(result.artifact_dir, run.directory / "runs")
+    if journaled:
+        kind = "phase_done" if code == ExitCode.OK else "phase_failed"
+        enp_incident.append_event(run.journal, {"event": kind, **record})
+    else:
+        enp_incident.append_event(run.journal, {"event": "phase_dry_run", "plan_only": plan_only, **record})
+    if code == ExitCode.OK:
+        run.say(f"   {phase.name} done in {format_elapsed(result.duration)}{mode}; run in {result.artifact_dir}")
+    return code, result, record
+
+
+def _keep_run_record(artifact_dir: Path, into: Path) -> None:
+    """Copy ansible-playbook's output, status and rc of a phase run into the incident folder: .enp/runs/ keeps only
+    the newest runs, the incident's record must outlive that rotation."""
+    target = into / artifact_dir.name
+    try:
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name in ("stdout", "status", "rc", "command"):
+            if (artifact_dir / name).is_file():
+                shutil.copy2(artifact_dir / name, target / name)
+    except OSError as exc:
+        _print_lines([f"enp: could not copy the run record {artifact_dir} into {target}: {exc}"], sys.stderr)
+
+
+def _write_report(run: _IncidentRun, out_dir: Path | None) -> tuple[ExitCode, dict[str, Any]]:
+    """Assemble run.json from the journal and the phases' outputs, then have enp.report write the report."""
+    record, events, _problems = run.store.load(run.incident["id"])
+    outputs, problems = enp_incident.read_outputs(run.directory)
+    for problem in problems:
+        _print_lines([f"enp report: {problem}"], run.stderr)
+    data = enp_incident.assemble_run(
+        record, events, outputs, generated_at=enp_incident.format_time(enp_incident.utc_now())
+    )
+    run_json = run.directory / enp_incident.RUN_FILE
+    enp_incident.write_atomic(run_json, json.dumps(data, indent=2, default=str) + "\n")
+    out_dir = out_dir or run.directory / enp_incident.REPORT_SUBDIR
+    rerun = f"enp report --incident {run.incident['id']}"
+    try:
+        report = importlib.import_module("enp.report")
+        write_reports, format_summary = report.write_reports, report.format_summary
+    except ImportError as exc:
+        error = f"the report writer enp/report.py cannot be loaded ({exc})"
+    except AttributeError as exc:
+        error = f"enp/report.py lacks write_reports or format_summary ({exc})"
+    else:
+        try:
+            paths = {str(kind): Path(path) for kind, path in write_reports(data, out_dir).items()}
+            rendered = json.loads(paths["json"].read_text(encoding="utf-8")) if "json" in paths else None
+            summary = [str(line) for line in format_summary(rendered, paths)] if rendered else []
+        except Exception as exc:  # any failure of the report writer is reported; the data is kept in run.json
+            error = f"enp/report.py failed: {type(exc).__name__}: {exc}"
+        else:
+            shown = {kind: str(path) for kind, path in paths.items()}
+            enp_incident.append_event(run.journal, {"event": "report_written", "run_json": run_json, "paths": shown})
+            for line in summary or [f"Report ({kind}): {path}" for kind, path in shown.items()]:
+                run.say(line)
+            return ExitCode.OK, {"run_json": str(run_json), "paths": shown, "summary": summary}
+    enp_incident.append_event(run.journal, {"event": "report_failed", "run_json": run_json, "error": error})
+    _print_lines(
+        [
+            f"enp report FAILED: {error}.",
+            f"The data for it is complete and kept: {run_json}",
+            f"What to do next: fix enp/report.py or the phase output it names, then rerun: {rerun}",
+        ],
+        run.stderr,
+    )
+    return ExitCode.FAILED, {"run_json": str(run_json), "error": error}
+
+
+def run_phases_command(args: argparse.Namespace, argv: Sequence[str]) -> ExitCode:
+    """enp <phase>, enp recover and enp report: under the incident's lock, journaled, resumable."""
+    stdout, stderr = sys.stdout, sys.stderr
+    document: dict[str, Any] = {"command": args.group, "phases": [], "skipped": []}
+    code = ExitCode.OK
+    try:
+        project_dir, store = _incident_store()
+        incident_id = _resolve_incident(store, args.incident)
+        rerun = shlex.join(["enp", *enp_incident.strip_rerun_options(argv, incident_id)])
+        document["incident"] = incident_id
+        # enp report runs no playbook: it needs no inventory.
+        inventory = _resolve_inventory(args.inventory, project_dir) if args.group != "report" else project_dir
+        confirmed = _confirmed_phases(args)
+        lock = store.dir(incident_id) / enp_incident.LOCK_FILE
+        try:
+            with enp_incident.acquire_lock(lock, f"enp {args.group} on {incident_id}"):
+                record, events, problems = store.load(incident_id)
+                run = _IncidentRun(project_dir, inventory, store, record, args, rerun, stdout, stderr)
+                for problem in problems:
+                    _print_lines([f"enp: journal {run.journal}: {problem}"], stderr)
+                if args.group == "report":
+                    code, document["report"] = _write_report(run, args.out)
+                else:
+                    code = _run_phases(run, enp_incident.phase_states(events), confirmed, document)
+        except enp_incident.LockHeld as held:
+            raise _Refusal(
+                ExitCode.REFUSED,
+                f"refused: incident {incident_id} is being worked on by another enp: {held.holder} (lock "
+                f"{held.path}). Wait for it to finish, or stop it (kill -INT <its pid>), then rerun: {rerun}",
+            ) from None
+    except _Refusal as refusal:
+        _print_lines([f"enp: {refusal.message}"], stderr)
+        code = refusal.code
+        document["error"] = refusal.message
+    if args.json:
+        document["exit_code"] = int(code)
+        _print_lines([json.dumps(document, indent=2, default=str)], stdout)
+    return code
+
+
+def _run_phases(
+    run: _IncidentRun,
+    states: Mapping[str, enp_incident.PhaseState],
+    confirmed: set[str],
+    document: dict[str, Any],
+) -> ExitCode:
+    args = run.args
+    dry = bool(args.dry_run)
+    plan_only = bool(getattr(args, "plan", False))
+    recover = args.group == "recover"
+    for state in states.values():
+        if state.status == "interrupted" and enp_incident.process_alive(state.ansible_pid):
+            raise _Refusal(
+                ExitCode.REFUSED,
+                f"refused: {state.name} was interrupted but its ansible-playbook (PID {state.ansible_pid}) still "
+                f"runs. Let it end, or stop it: kill -INT {state.ansible_pid}; then rerun: {run.rerun}",
+            )
+    if recover:
+        try:
+            plan = enp_incident.plan_phases(states, from_phase=args.from_phase, redo=args.redo)
+        except enp_incident.IncidentError as exc:
+            raise _Refusal(ExitCode.USAGE, f"error: {exc}") from None
+    else:
+        name = args.group
+        state = states[name]
+        if state.done and not (args.redo or dry or plan_only):
+            run.say(
+                f"{name} is already done for {run.incident['id']} (ended {state.ended_at}, run {state.artifact_dir}); "
+                f"nothing to do. To run it again: enp {name} --redo"
+            )
+            document["skipped"].append(name)
+            return ExitCode.OK
+        plan = [name]
+        earlier = enp_incident.pending_before(states, name)
+        if earlier:
+            run.say(f"Note: {', '.join(earlier)} not done yet for {run.incident['id']}; running {name} anyway.")
+    if recover:
+        for name in enp_incident.PHASE_NAMES:
+            if name not in plan:
+                done = states[name]
+                run.say(f"{name}: already done (ended {done.ended_at}, run {done.artifact_dir}); skipped.")
+                document["skipped"].append(name)
+    needs = [n for n in plan if enp_incident.PHASES_BY_NAME[n].destructive and n not in confirmed]
+    if needs and not (dry or plan_only) and not sys.stdin.isatty():
+        flags = " ".join(f"--confirm {n}" for n in needs)
+        raise _Refusal(
+            ExitCode.REFUSED,
+            f"refused: {', '.join(needs)} {'is' if len(needs) == 1 else 'are'} destructive and nobody can confirm "
+            f"(stdin is not a terminal); nothing was run. Add --yes (or {flags}): {run.rerun} --yes",
+        )
+    for number, name in enumerate(plan, start=1):
+        phase = enp_incident.PHASES_BY_NAME[name]
+        state = states[name]
+        if state.status == "interrupted" and not dry and not plan_only:
+            run.say(
+                f"{name} was interrupted (started {state.started_at}, never finished): running it again from its "
+                "start (phase playbooks are idempotent: what it already changed is found in place, not changed again)."
+            )
+        elif state.status == "failed" and not dry and not plan_only:
+            run.say(f"{name} failed last time ({state.ended_at}, run {state.artifact_dir}): running it again.")
+        if phase.destructive and not (dry or plan_only):
+            _phase_confirmation(run, phase, confirmed, sys.stdin)
+        position = (
+            f"[{number}/{len(plan)}]"
+            if recover
+            else f"[{enp_incident.PHASE_NAMES.index(name) + 1}/{len(enp_incident.PHASE_NAMES)}]"
+        )
+        code, result, record = _run_phase(run, phase, position, dry=dry, plan_only=plan_only, redo=state.done)
+        document["phases"].append(record)
+        if code != ExitCode.OK:
+            report = failure_report(f"{name} ({run.incident['id']})", result, code, run.rerun)
+            _print_lines(report, run.stderr)
+            return code
+    if recover and not dry:
+        code, document["report"] = _write_report(run, None)
+        if code == ExitCode.OK:
+            run.say(f"enp recover: every phase done for {run.incident['id']}.")
+        return code
+    return ExitCode.OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -788,4 +1386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code) if isinstance(exc.code, int) else int(ExitCode.USAGE)
     if args.group == "baseline":
         return int(run_baseline_command(args, argv))
+    if args.group == "incident":
+        return int(run_incident_command(args, argv))
+    if args.group in INCIDENT_RUN_COMMANDS:
+        return int(run_phases_command(args, argv))
     return int(run_lab_command(args, argv))

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 import enp
 from enp import cli, runner
+from enp import incident as enp_incident
 from enp.cli import EXIT_CODES, LAB_DOWN_CONFIRM_VAR, ExitCode
 from enp.progress import Progress, format_elapsed
 from enp.runner import HostFailure, RunnerSetupError, RunResult
@@ -605,3 +608,329 @@ def test_not_root_names_the_venv_path_for_sudo(
     monkeypatch.setattr(sys, "argv", [argv0, "lab", "up"])
     assert cli.main(["lab", "up"]) == ExitCode.REFUSED
     assert capsys.readouterr().err.rstrip().endswith(f"run as root, e.g. sudo enp lab up{hint}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Incidents: enp incident start|status, the phases, enp recover, enp report (runs faked; the real kill -9 resume
+# test is tests/integration/test_recover_resume.py)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["recover", "--yes"], {"group": "recover", "yes": True, "dry_run": False, "redo": [], "from_phase": None}),
+        (
+            ["recover", "--from", "rebuild", "--redo", "contain", "--confirm", "reopen", "--incident", "I"],
+            {"from_phase": "rebuild", "redo": ["contain"], "confirm_phases": ["reopen"], "incident": "I"},
+        ),
+        (["restore", "--plan"], {"group": "restore", "plan": True, "to": "latest-clean", "yes": False}),
+        (["contain", "--confirm", "contain", "--dry-run"], {"confirm_word": "contain", "dry_run": True}),
+        (["evidence", "--redo", "--json"], {"redo": True, "json": True}),
+        (["incident", "start", "--occurred-at", "2026-12-06T07:50Z"], {"action": "start", "id": None}),
+        (["report", "--out", "x"], {"out": Path("x")}),
+    ],
+)
+def test_parse_incident_commands(argv: list[str], expected: dict[str, Any]) -> None:
+    args = cli.build_parser().parse_args(argv)
+    assert {key: getattr(args, key) for key in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evidence", "--yes"],  # nothing destroyed, nothing to confirm
+        ["verify", "--confirm", "verify"],
+        ["recover", "--from", "wipe"],
+        ["recover", "--confirm", "evidence"],
+        ["restore", "--to", "yesterday"],
+        ["incident"],
+    ],
+)
+def test_incident_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(argv) == ExitCode.USAGE
+    assert "usage: enp" in capsys.readouterr().err
+
+
+class FakeReport:
+    """Stands in for enp.report (its own tests are tests/unit/test_report.py): records the run it is given."""
+
+    written: ClassVar[list[dict[str, Any]]] = []
+
+    @staticmethod
+    def write_reports(run: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+        FakeReport.written.append(run)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.json").write_text('{"incident": {"id": "INC-T"}}')
+        return {"json": out_dir / "report.json"}
+
+    @staticmethod
+    def format_summary(report: dict[str, Any], paths: dict[str, Path]) -> list[str]:
+        return [f"Incident {report['incident']['id']}: summary", *map(str, paths.values())]
+
+
+class PhaseRunner:
+    """Fake runner.run_playbook: per playbook stem a result (default: success), every call recorded."""
+
+    def __init__(self, results: dict[str, RunResult] | None = None) -> None:
+        self.results = results or {}
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, playbook: str, **kwargs: Any) -> RunResult:
+        self.calls.append({"playbook": playbook, **kwargs})
+        stem = Path(playbook).stem
+        return self.results.get(stem) or result(stats={"processed": {"web1": 1}, "ok": {"web1": 2}})
+
+    @property
+    def phases(self) -> list[str]:
+        return [Path(c["playbook"]).stem for c in self.calls]
+
+
+@pytest.fixture
+def incident_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in enp_incident.PHASE_NAMES:
+        (project / "playbooks" / f"{name}.yml").write_text("[]\n")
+    monkeypatch.delenv(enp_incident.PLAYBOOKS_ENV, raising=False)
+    FakeReport.written = []
+    monkeypatch.setitem(sys.modules, "enp.report", FakeReport)
+    assert cli.main(["incident", "start", "--id", "INC-T", "--occurred-at", "2026-12-06T07:50:00Z"]) == 0
+    return project
+
+
+def phase_runner(monkeypatch: pytest.MonkeyPatch, results: dict[str, RunResult] | None = None) -> PhaseRunner:
+    faked = PhaseRunner(results)
+    monkeypatch.setattr(runner, "run_playbook", faked)
+    return faked
+
+
+def journal(project: Path) -> list[dict[str, Any]]:
+    text = (project / ".enp" / "incidents" / "INC-T" / "journal.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_incident_start_and_status(incident_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record = json.loads((incident_project / ".enp" / "incidents" / "INC-T" / "incident.json").read_text())
+    assert record["id"] == "INC-T" and record["occurred_at"] == "2026-12-06T07:50:00Z"
+    assert record["environment"] == "lab"  # the default inventory is the lab's
+    argv = ["-i", "inventories/lab/hosts.yml", "incident", "start", "--id", "INC-U", "--declared-by", "asha"]
+    assert cli.main(argv) == 0
+    assert "environment" not in json.loads((incident_project / ".enp/incidents/INC-U/incident.json").read_text())
+    out = capsys.readouterr().out
+    assert "Incident INC-U declared by asha: occurred unknown" in out
+    assert "It is now the current incident (was INC-T)." in out
+    assert "CERT-In within 6 hours" in out
+    assert cli.main(["incident", "status", "--incident", "INC-T"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Incident INC-T: occurred 2026-12-06T07:50:00Z")
+    assert "Next: contain." in out
+    assert cli.main(["incident", "start", "--id", "INC-T"]) == ExitCode.USAGE
+    assert "already exists; continue it with: enp recover --incident INC-T" in capsys.readouterr().err
+    assert cli.main(["incident", "start", "--occurred-at", "2026-12-06 07:50"]) == ExitCode.USAGE
+    assert "has no time zone" in capsys.readouterr().err
+
+
+def test_phase_without_incident_says_to_start_one(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["evidence"]) == ExitCode.USAGE
+    assert "no current incident; declare one first: enp incident start" in capsys.readouterr().err
+
+
+def test_recover_runs_every_phase_in_order_with_its_variables(
+    incident_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faked = phase_runner(monkeypatch)
+    written = FakeReport.written
+    assert cli.main(["recover", "--yes"]) == 0
+    assert faked.phases == list(enp_incident.PHASE_NAMES)
+    directory = incident_project / ".enp" / "incidents" / "INC-T"
+    for call in faked.calls:
+        phase = Path(call["playbook"]).stem
+        assert call["playbook"] == f"playbooks/{phase}.yml"
+        assert call["extravars"]["enp_incident_id"] == "INC-T"
+        assert call["extravars"]["enp_incident_dir"] == str(directory)
+        assert (f"enp_{phase}_confirm" in call["extravars"]) == enp_incident.PHASES_BY_NAME[phase].destructive
+        assert call["check"] is False
+        assert call["command"] == f"INC-T {phase}"
+    restore = faked.calls[3]["extravars"]
+    assert restore["enp_restore_confirm"] == "restore"
+    assert restore["enp_incident_time"] == "2026-12-06T07:50:00Z"
+    assert [(e["event"], e.get("phase")) for e in journal(incident_project)][-3:] == [
+        ("phase_started", "reopen"),
+        ("phase_done", "reopen"),
+        ("report_written", None),
+    ]
+    (run,) = written
+    assert [p["name"] for p in run["phases"]] == list(enp_incident.PHASE_NAMES)
+    assert json.loads((directory / "run.json").read_text()) == run
+    out = capsys.readouterr().out
+    assert "Incident INC-T: summary" in out and "enp recover: every phase done for INC-T." in out
+
+    # Rerun: nothing is run again, each phase says it is skipped; --redo runs exactly that one.
+    faked.calls.clear()
+    assert cli.main(["recover", "--yes"]) == 0
+    assert faked.phases == []
+    assert capsys.readouterr().out.count("already done") == 6
+    assert cli.main(["recover", "--yes", "--redo", "verify"]) == 0
+    assert faked.phases == ["verify"]
+    assert journal(incident_project)[-3]["redo"] is True
+
+
+def test_recover_without_terminal_or_yes_refuses_before_anything_runs(
+    incident_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faked = phase_runner(monkeypatch)
+    assert cli.main(["recover", "--confirm", "contain"]) == ExitCode.REFUSED
+    assert faked.calls == []
+    err = capsys.readouterr().err
+    assert "rebuild, restore, reopen are destructive and nobody can confirm (stdin is not a terminal)" in err
+    assert "Add --yes (or --confirm rebuild --confirm restore --confirm reopen)" in err
+    assert err.rstrip().endswith("enp recover --confirm contain --incident INC-T --yes")
+    assert [e["event"] for e in journal(incident_project)] == ["incident_started"]
+    # --confirm for every destructive phase is as good as --yes
+    argv = ["recover", *[a for p in ("contain", "rebuild", "restore", "reopen") for a in ("--confirm", p)]]
+    assert cli.main(argv) == 0
+    assert len(faked.calls) == 6
+
+
+@pytest.mark.parametrize(
+    ("typed", "code", "ran"),
+    [("contain\n", ExitCode.OK, ["contain"]), ("yes\n", ExitCode.REFUSED, []), ("", ExitCode.REFUSED, [])],
+)
+def test_destructive_phase_asks_for_its_name(
+    incident_project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    typed: str,
+    code: ExitCode,
+    ran: list[str],
+) -> None:
+    faked = phase_runner(monkeypatch)
+    monkeypatch.setattr(sys, "stdin", FakeStdin(typed, tty=True))
+    assert cli.main(["contain"]) == code
+    assert faked.phases == ran
+    err = capsys.readouterr().err
+    assert "enp contain isolates every zone" in err and "Type 'contain' to continue" in err
+
+
+def test_confirm_must_name_the_phase(
+    incident_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faked = phase_runner(monkeypatch)
+    assert cli.main(["rebuild", "--confirm", "restore"]) == ExitCode.REFUSED
+    assert "--confirm 'restore' does not confirm enp rebuild; give --confirm rebuild" in capsys.readouterr().err
+    assert cli.main(["rebuild", "--confirm", "rebuild"]) == 0
+    assert faked.phases == ["rebuild"]
+    assert "Note: contain, evidence not done yet for INC-T; running rebuild anyway." in capsys.readouterr().out
+
+
+def test_dry_run_uses_check_mode_and_records_nothing_as_done(
+    incident_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faked = phase_runner(monkeypatch)
+    assert cli.main(["recover", "--dry-run"]) == 0  # no confirmation needed: nothing changes
+    assert faked.phases == list(enp_incident.PHASE_NAMES)
+    assert all(c["check"] for c in faked.calls)
+    events = [e["event"] for e in journal(incident_project)]
+    assert events == ["incident_started"] + ["phase_dry_run"] * 6
+    assert "run.json" not in os.listdir(incident_project / ".enp" / "incidents" / "INC-T")
+
+
+def test_restore_plan_changes_nothing_and_needs_no_confirmation(
+    incident_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faked = phase_runner(monkeypatch)
+    assert cli.main(["restore", "--to", "latest-clean", "--plan"]) == 0
+    (call,) = faked.calls
+    assert call["extravars"]["enp_restore_plan_only"] is True
+    assert "enp_restore_confirm" not in call["extravars"]
+    assert call["check"] is False
+    assert journal(incident_project)[-1]["event"] == "phase_dry_run"
+
+
+def test_failed_phase_stops_recover_and_names_the_command_to_resume(
+    incident_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failed = result("failed", 2, [FAIL_WEB1], {"failures": {"web1": 1}, "processed": {"web1": 1}})
+    faked = phase_runner(monkeypatch, {"rebuild": failed})
+    assert cli.main(["recover", "--yes", "--from", "contain"]) == ExitCode.FAILED
+    assert faked.phases == ["contain", "evidence", "rebuild"]
+    err = capsys.readouterr().err
+    assert "enp rebuild (INC-T) FAILED after 1m23s: 1 host failed (of 1)." in err
+    assert "web1: failed in task 'Install nginx'" in err
+    # the rerun drops --from: a rerun must not repeat the phases that are done
+    assert err.rstrip().endswith("finished steps are skipped: enp recover --yes --incident INC-T")
+    assert journal(incident_project)[-1]["event"] == "phase_failed"
+    faked.results.clear()
+    faked.calls.clear()
+    assert cli.main(["recover", "--yes"]) == 0
+    assert faked.phases == ["rebuild", "restore", "verify", "reopen"]
+    assert "rebuild failed last time" in capsys.readouterr().out
+
+
+def test_interrupted_phase_exits_130(incident_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    phase_runner(monkeypatch, {"evidence": result("canceled", 254)})
+    assert cli.main(["evidence"]) == ExitCode.INTERRUPTED
+    assert journal(incident_project)[-1]["status"] == "canceled"
+
+
+def test_single_phase_done_is_not_run_again_unless_redo(
+    incident_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faked = phase_runner(monkeypatch)
+    assert cli.main(["evidence"]) == 0
+    assert cli.main(["evidence"]) == 0
+    assert faked.phases == ["evidence"]
+    assert "evidence is already done for INC-T" in capsys.readouterr().out
+    assert cli.main(["evidence", "--redo"]) == 0
+    assert faked.phases == ["evidence", "evidence"]
+
+
+def test_a_second_enp_on_the_same_incident_is_refused(
+    incident_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faked = phase_runner(monkeypatch)
+    lock = incident_project / ".enp" / "incidents" / "INC-T" / "lock"
+    with enp_incident.acquire_lock(lock, "enp recover on INC-T"):
+        assert cli.main(["recover", "--yes"]) == ExitCode.REFUSED
+    assert faked.calls == []
+    err = capsys.readouterr().err
+    assert f"is being worked on by another enp: pid {os.getpid()}: enp recover on INC-T" in err
+
+
+def test_a_still_running_ansible_playbook_of_an_interrupted_phase_is_waited_for(
+    incident_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faked = phase_runner(monkeypatch)
+    orphan = subprocess.Popen(["bash", "-c", "exec -a ansible-playbook sleep 30"])
+    try:
+        path = incident_project / ".enp" / "incidents" / "INC-T" / "journal.jsonl"
+        enp_incident.append_event(path, {"event": "phase_started", "phase": "contain"})
+        enp_incident.append_event(path, {"event": "phase_running", "phase": "contain", "ansible_pid": orphan.pid})
+        assert cli.main(["recover", "--yes"]) == ExitCode.REFUSED
+        assert faked.calls == []
+        assert f"its ansible-playbook (PID {orphan.pid}) still runs" in capsys.readouterr().err
+    finally:
+        orphan.kill()
+        orphan.wait()
+    assert cli.main(["recover", "--yes"]) == 0
+    assert faked.phases == list(enp_incident.PHASE_NAMES)
+
+
+def test_report_without_the_report_writer_fails_clearly(
+    incident_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "enp.report", None)  # import enp.report raises ImportError
+    assert cli.main(["report"]) == ExitCode.FAILED
+    err = capsys.readouterr().err
+    assert "enp report FAILED: the report writer enp/report.py cannot be loaded" in err
+    assert err.rstrip().endswith("then rerun: enp report --incident INC-T")
+    run = json.loads((incident_project / ".enp" / "incidents" / "INC-T" / "run.json").read_text())
+    assert run["incident"]["id"] == "INC-T" and run["phases"] == []
+    assert journal(incident_project)[-1]["event"] == "report_failed"
+
+
+def test_recover_json(incident_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    phase_runner(monkeypatch)
+    capsys.readouterr()
+    assert cli.main(["--json", "evidence"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["command"], doc["incident"], doc["exit_code"]) == ("evidence", "INC-T", 0)
+    assert doc["phases"][0]["phase"] == "evidence" and doc["phases"][0]["hosts"] == ["web1"]
