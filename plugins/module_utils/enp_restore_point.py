@@ -1086,11 +1086,12 @@ def _explain(
     for skipped in database["skipped_base_backups"]:
         lines.append(skipped["reason"][0].upper() + skipped["reason"][1:] + ".")
     if target.get("time"):
-        end = iso(incident) if incident else "the attack"
+        # Everything after the target is not replayed, up to the end of the WAL (the incident time, when given,
+        # may be earlier or later than the target; it does not bound what is lost).
         lines.append(
-            f"Lost: every change committed from {target['time']} to {end}; {database['lost_transactions']} "
-            "legitimate-looking transaction(s) in the WAL after the target must be re-entered from paper or the "
-            "payment gateway's records."
+            f"Lost: every change committed from {target['time']} to the end of the WAL; "
+            f"{database['lost_transactions']} legitimate-looking transaction(s) in the WAL after the target must be "
+            "re-entered from paper or the payment gateway's records."
         )
     if first_bad and timed_findings:
         earlier = [f for f in timed_findings if parse_time(f["time"]) < parse_time(first_bad["commit_time"])]
