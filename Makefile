@@ -102,5 +102,5 @@ bench-baseline: setup ## Baseline capture/verify vs AIDE init/check on a full ho
 bench-restore: setup ## Restore throughput (DB base + WAL replay, documents) vs raw copy, and RPO when the primary dies (SIZE=large|small)
 	$(BIN)/python bench/restore.py --size $(or $(SIZE),large)
 
-drill: setup ## Build the lab estate and run the attack-and-recovery drill
-	@scripts/drill.sh
+drill: setup ## Build the lab estate, attack it, enp recover, print RTO/RPO and the report (SIZE=small|large, unattended)
+	$(BIN)/python scripts/drill.py --size $(SIZE)

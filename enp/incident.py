@@ -590,9 +590,25 @@ def assemble_run(
         run["restore"] = restore["restore-report"]
     for phase in PHASE_NAMES:
         for section, content in (outputs.get(phase) or {}).items():
+            if section == "evidence" and not isinstance(content, list):
+                continue  # evidence/evidence.json is the evidence phase's own summary; the records come below
             if section in REPORT_SECTIONS:
                 run[section] = merge_section(run[section], content) if section in run else content
+    custody = (outputs.get("evidence") or {}).get(CUSTODY_STEM)
+    if isinstance(custody, list) and custody:
+        run["evidence"] = [custody_item(record) for record in custody if isinstance(record, dict)]
     return run
+
+
+CUSTODY_STEM = "custody"
+"""The evidence phase's chain of custody, ``<incident_dir>/evidence/custody.jsonl`` (one record per item)."""
+
+
+def custody_item(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A chain-of-custody record as the report's evidence row (the chain's own fields stay in custody.jsonl)."""
+    return {
+        key: record[key] for key in ("host", "item", "sha256", "collected_at", "collected_by", "where") if key in record
+    }
 
 
 def read_outputs(incident_dir: Path, max_bytes: int = MAX_OUTPUT_BYTES) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -613,6 +629,16 @@ def read_outputs(incident_dir: Path, max_bytes: int = MAX_OUTPUT_BYTES) -> tuple
                 found[path.stem] = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 problems.append(f"{path} left out of the report: {exc}")
+        custody = folder / f"{CUSTODY_STEM}.jsonl"
+        if custody.is_file():
+            try:
+                if custody.stat().st_size > max_bytes:
+                    problems.append(f"{custody} is larger than {max_bytes} bytes; left out of the report")
+                else:
+                    lines = custody.read_text(encoding="utf-8").splitlines()
+                    found[CUSTODY_STEM] = [json.loads(line) for line in lines if line.strip()]
+            except (OSError, ValueError) as exc:
+                problems.append(f"{custody} left out of the report: {exc}")
         if found:
             outputs[phase] = found
     return outputs, problems

@@ -840,3 +840,15 @@ def read_signed_manifest(
         ) from None
     confirmation = verify_bytes(data, signature, allowed_signers, source=path)
     return load_manifest(data, source=path), confirmation
+
+
+def drift_rows(reports: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Findings of verify reports as the recovery report's drift rows ``{host, path, kind, detail, severity}``."""
+    rows = []
+    for report in reports:
+        host = str(report.get("host", "?"))
+        for finding in findings_from_report(report):
+            detail = f"{finding.change} in {finding.section}: {finding.reason}".strip().rstrip(":")
+            row = {"host": host, "path": finding.key, "kind": finding.kind, "detail": detail}
+            rows.append(row | {"severity": finding.severity})
+    return rows

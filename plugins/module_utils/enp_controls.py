@@ -389,3 +389,37 @@ def summary_lines(report: dict) -> list[str]:
         )
     lines += [f"FAILED {f['host']} {f['id']}: {f['evidence']}" for f in report["failed"]]
     return lines
+
+
+def hardening_scores(report: dict) -> dict[str, float]:
+    """Per host, the share of applicable controls that pass (percent, one decimal), from a compliance report.
+
+    Not-applicable controls (e.g. kernel settings in a container) count neither way; a host without applicable
+    controls is left out rather than shown as 0 or 100.
+    """
+    scores: dict[str, float] = {}
+    for host, record in sorted((report.get("hosts") or {}).items()):
+        statuses = [
+            control.get("status")
+            for role in (record.get("roles") or {}).values()
+            for control in role.get("controls") or []
+        ]
+        applicable = [s for s in statuses if s in ("pass", "fail")]
+        if applicable:
+            scores[host] = round(100.0 * applicable.count("pass") / len(applicable), 1)
+    return scores
+
+
+def not_applicable_items(report: dict) -> list[dict[str, str]]:
+    """The compliance report's not-applicable controls as ``{what, why}`` (the recovery report lists them)."""
+    items = []
+    for entry in report.get("not_applicable") or []:
+        hosts = entry.get("hosts") or []
+        where = f" ({len(hosts)} hosts)" if len(hosts) > 1 else (f" ({hosts[0]})" if hosts else "")
+        items.append(
+            {
+                "what": f"{entry.get('id', '?')} {entry.get('title', '')}".strip() + where,
+                "why": str(entry.get("reason", "")),
+            }
+        )
+    return items

@@ -934,3 +934,12 @@ def test_recover_json(incident_project: Path, monkeypatch: pytest.MonkeyPatch, c
     doc = json.loads(capsys.readouterr().out)
     assert (doc["command"], doc["incident"], doc["exit_code"]) == ("evidence", "INC-T", 0)
     assert doc["phases"][0]["phase"] == "evidence" and doc["phases"][0]["hosts"] == ["web1"]
+
+
+def test_enp_drill_runs_the_drill_script_with_its_options(tmp_path: Path) -> None:
+    args = cli.build_parser().parse_args(["drill", "--size", "large", "--stage", "build", "--down"])
+    argv = cli.drill_argv(args, tmp_path)
+    assert argv[1] == str(tmp_path / "scripts" / "drill.py")
+    assert argv[2:6] == ["--size", "large", "--stage", "build"]
+    assert argv[-1] == "--down"
+    assert cli.drill_argv(cli.build_parser().parse_args(["drill"]), tmp_path)[-1] != "--down"

@@ -913,3 +913,27 @@ def test_a_host_that_now_says_it_is_a_container_is_a_critical_finding() -> None:
     assert [(f.kind, f.severity, f.key) for f in findings] == [("environment-changed", "critical", "container")]
     live["stats"]["container"] = "none"
     assert mu.compare(baseline, live, []) == []
+
+
+def test_drift_rows_for_the_recovery_report() -> None:
+    finding = {
+        "kind": "cron-added",
+        "severity": "critical",
+        "section": "cron",
+        "key": "/etc/cron.d/sys-update",
+        "change": "added",
+        "before": None,
+        "after": "* * * * * root curl",
+        "reason": "new scheduled job",
+    }
+    rows = mu.drift_rows([{"host": "app1", "findings": [finding]}, {"host": "web1", "findings": []}])
+    assert rows == [
+        {
+            "host": "app1",
+            "path": "/etc/cron.d/sys-update",
+            "kind": "cron-added",
+            "detail": "added in cron: new scheduled job",
+            "severity": "critical",
+        }
+    ]
+    assert mu.drift_rows([]) == []

@@ -12,6 +12,8 @@ from ansible.module_utils.enp_controls import (
     ControlError,
     detect_container,
     evaluate,
+    hardening_scores,
+    not_applicable_items,
     parse_sshd_t,
     same_report,
     summarise,
@@ -241,3 +243,26 @@ def test_merge_records_totals_failures_and_reasons_across_hosts() -> None:
     lines = summary_lines(report)
     assert lines[0].startswith("app1: 0 pass, 0 fail, 1 not applicable here, 1 disabled")
     assert lines[-1] == "FAILED web1 OS-035: /usr/bin/evil"
+
+
+def test_hardening_scores_count_only_applicable_controls() -> None:
+    def controls(*statuses: str) -> dict:
+        return {"controls": [{"id": f"X-{i}", "status": s} for i, s in enumerate(statuses)]}
+
+    report = {
+        "hosts": {
+            "web1": {"roles": {"os_hardening": controls("pass", "pass", "fail", "not_applicable")}},
+            "db1": {"roles": {"os_hardening": controls("pass"), "ssh_hardening": controls("pass", "disabled")}},
+            "gw1": {"roles": {"os_hardening": controls("not_applicable")}},
+        },
+        "not_applicable": [
+            {"id": "OS-038", "title": "SUID core dumps", "hosts": ["web1", "db1"], "reason": "host kernel"},
+            {"id": "OS-040", "title": "Modules", "hosts": ["gw1"], "reason": "no modules in a container"},
+        ],
+    }
+    assert hardening_scores(report) == {"db1": 100.0, "web1": 66.7}
+    assert not_applicable_items(report) == [
+        {"what": "OS-038 SUID core dumps (2 hosts)", "why": "host kernel"},
+        {"what": "OS-040 Modules (gw1)", "why": "no modules in a container"},
+    ]
+    assert hardening_scores({}) == {} and not_applicable_items({}) == []

@@ -463,3 +463,32 @@ def test_render_status() -> None:
     assert (
         lines[-1] == "Next: evidence. `enp recover` runs evidence, rebuild, restore, verify, reopen, then the report."
     )
+
+
+def test_evidence_records_come_from_the_chain_of_custody_not_the_summary(tmp_path: Path) -> None:
+    report = pytest.importorskip("enp.report")
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    (evidence / "evidence.json").write_text('{"hosts": {"web1": {"items": 2}}, "chain": {"head": "ab"}}')
+    record = {
+        "host": "web1",
+        "item": "web1/run1/processes.json",
+        "sha256": "a" * 64,
+        "bytes": 10,
+        "collected_at": "2026-12-06T08:20:00Z",
+        "collected_at_ist": "2026-12-06T13:50:00+05:30",
+        "collected_by": "oncall@controller",
+        "where": "/proc",
+        "incident_id": "INC-1",
+        "prev_hash": "0" * 64,
+    }
+    (evidence / "custody.jsonl").write_text(json.dumps(record) + "\n\n")
+    outputs, problems = inc.read_outputs(tmp_path)
+    assert problems == []
+    run = inc.assemble_run(
+        {"id": "INC-1", "detected_at": "2026-12-06T08:10:00Z"}, RUN_EVENTS, outputs, generated_at="2026-12-06T10:00:00Z"
+    )
+    assert run["evidence"] == [
+        {k: record[k] for k in ("host", "item", "sha256", "collected_at", "collected_by", "where")}
+    ]
+    assert report.render(run).json["evidence"][0]["sha256"] == "a" * 64
