@@ -615,7 +615,7 @@ def normalise(run: Mapping[str, Any], *, generated_at: datetime | str | None = N
             "note": rpo_note,
         },
         "outage_seconds": (back - occurred).total_seconds() if back and occurred else None,
-        "failed_phases": [p["name"] for p in phases if p["status"] == "failed"],
+        "failed_phases": list(dict.fromkeys(p["name"] for p in phases if p["status"] == "failed")),
     }
     starts = [parse_time(p["started_at"]) for p in phases if p["started_at"]]
     ends = [parse_time(p["ended_at"]) for p in phases if p["ended_at"]]
@@ -1637,7 +1637,8 @@ def format_summary(report: Report | Mapping[str, Any], paths: Mapping[str, Path]
         + _verdict(rpo["met"]),
     ]
     if summary["failed_phases"]:
-        lines.append(f"Failed phase(s): {', '.join(summary['failed_phases'])}")
+        label = "Failed on the way, then rerun" if summary["recovered"] else "Failed phase(s)"
+        lines.append(f"{label}: {', '.join(summary['failed_phases'])}")
     if not data["cert_in"]["reported_at"]:
         overdue = " - OVERDUE" if data["cert_in"]["overdue"] else ""
         lines.append(f"CERT-In report due by {format_time(due)}{overdue}")

@@ -92,11 +92,12 @@ def build(args: argparse.Namespace, env: dict[str, str], timings: dict[str, floa
     timings["seed"] = run(playbook("seed.yml", env, "-e", f"app_seed_size={args.size}"), env, "loading the data set")
     timings["harden"] = run(playbook("harden.yml", env), env, "hardening")
     timings["firewall"] = run(playbook("firewall.yml", env), env, "the zone firewall")
-    # The drill estate was just built from known-good sources: its capture replaces any older baseline.
+    timings["backup"] = run(playbook("backup.yml", env), env, "the backups")
+    # Last, so the baselines include the backup wiring. The drill estate was just built from known-good sources:
+    # its capture replaces any older baseline.
     timings["baseline"] = run(
         playbook("baseline_capture.yml", env, "-e", "enp_baseline_replace=true"), env, "capturing the signed baselines"
     )
-    timings["backup"] = run(playbook("backup.yml", env), env, "the backups")
 
 
 def attack_and_recover(args: argparse.Namespace, env: dict[str, str], timings: dict[str, float]) -> int:
