@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_DEPRECATION_WARNINGS := False
 
-.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench bench-redeploy bench-hardening bench-baseline bench-restore mirror-lock mirror release site seed redeploy harden firewall backup restore lab-attack
+.PHONY: help setup lint unit integration molecule test drill lab-up lab-down lab-stop lab-status lab-clean bench bench-redeploy bench-hardening bench-baseline bench-restore bench-drill mirror-lock mirror release site seed redeploy harden firewall backup restore lab-attack
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -101,6 +101,9 @@ bench-baseline: setup ## Baseline capture/verify vs AIDE init/check on a full ho
 
 bench-restore: setup ## Restore throughput (DB base + WAL replay, documents) vs raw copy, and RPO when the primary dies (SIZE=large|small)
 	$(BIN)/python bench/restore.py --size $(or $(SIZE),large)
+
+bench-drill: setup ## RTO per phase and in total of the newest drill (SIZE=small|large RUN=1 runs the drill first)
+	$(BIN)/python bench/drill.py $(if $(RUN),--size $(SIZE))
 
 drill: setup ## Build the lab estate, attack it, enp recover, print RTO/RPO and the report (SIZE=small|large, unattended)
 	$(BIN)/python scripts/drill.py --size $(SIZE)
