@@ -1266,7 +1266,7 @@ def _render_html(report: Mapping[str, Any]) -> str:
     else:
         add(
             _html_table(
-                ["host", "item", "sha256", "collected", "by", "kept at"],
+                ["host", "item", "sha256", "collected", "by", "collected from"],
                 (
                     [
                         h(e["host"] or DASH),
@@ -1548,7 +1548,7 @@ def _render_markdown(report: Mapping[str, Any]) -> str:
             ]
             for e in ev
         ],
-        ["host", "item", "sha256", "collected", "by", "kept at"],
+        ["host", "item", "sha256", "collected", "by", "collected from"],
         "none collected",
     )
     na = report["not_applicable"]

@@ -10,9 +10,11 @@
 4. prints RTO and RPO against their targets and where the report is; exit 0 only when both are met.
 
     sudo make drill                 # = .venv/bin/python scripts/drill.py
-    .venv/bin/python scripts/drill.py --size large --keep     # the large data set; keep the lab afterwards
+    .venv/bin/python scripts/drill.py --size large             # the large data set
+    .venv/bin/python scripts/drill.py --stage build             # only the estate before the attack
 
 The lab is left running for inspection unless --down is given (make lab-down removes it).
+Exit status: 0 both targets met, 1 the drill ran and a target was missed, 2 usage, 3 a step failed.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def run(argv: list[str], env: dict[str, str], what: str) -> float:
             "The lab is left as it is for inspection (make lab-status; make lab-down removes it).",
             file=sys.stderr,
         )
-        raise SystemExit(1)
+        raise SystemExit(3)
     return took
 
 

@@ -13,6 +13,8 @@ import importlib.util
 import io
 import os
 import pathlib
+import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -90,3 +92,23 @@ def test_a_truncated_stream_fails(tmp_path: pathlib.Path) -> None:
     with pytest.raises((tarfile.TarError, EOFError, OSError)):
         PROGRAM.receive(io.BytesIO(stream[:100_000]), str(tmp_path))
     assert not (tmp_path / name).exists()
+
+
+def test_a_stream_cut_at_a_file_boundary_fails_against_the_expected_count(tmp_path: pathlib.Path) -> None:
+    """tarfile ends quietly when the bytes stop between two members; --expect is what catches it."""
+    first, second = doc(b"%PDF-1.7 one"), doc(b"%PDF-1.7 two")
+    whole = tar_of([(n, c, tarfile.REGTYPE) for n, c in (first, second)]).getvalue()
+    cut = whole[:1024]  # the first member's header and its one data block: a clean boundary
+    program = str(PROJECT / "roles/restore/files/enp-docs-receive")
+    run = subprocess.run(
+        [sys.executable, program, "--dest", str(tmp_path), "--expect", "2"], input=cut, capture_output=True, check=False
+    )
+    assert run.returncode == 1, run.stdout
+    assert b"1 of the 2 documents" in run.stderr
+    whole_run = subprocess.run(
+        [sys.executable, program, "--dest", str(tmp_path), "--expect", "2"],
+        input=whole,
+        capture_output=True,
+        check=False,
+    )
+    assert whole_run.returncode == 0, whole_run.stderr
