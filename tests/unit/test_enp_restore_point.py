@@ -228,6 +228,20 @@ def test_single_encrypted_blob_is_caught(store: Path) -> None:
     assert signs_by_kind(rp.score_document_snapshot(after, None))["content_name_mismatch"]["count"] == 1
 
 
+def test_documents_restored_after_an_earlier_attack_are_not_taken_for_a_new_one(store: Path) -> None:
+    """The archive after a restore differs from the infected one before it: the originals are back, not tampered."""
+    clean = rp.snapshot_features(str(store), None)
+    victim = blob_rel(UPLOADS[1])
+    original = (store / victim).read_bytes()
+    (store / victim).write_bytes(random_bytes(len(original) + 16, "aes"))
+    infected = rp.snapshot_features(str(store), clean)
+    assert rp.score_document_snapshot(infected, clean)["malicious"] is True
+    (store / victim).write_bytes(original)  # the restore puts the verified original back
+    repaired = rp.snapshot_features(str(store), infected)
+    score = rp.score_document_snapshot(repaired, infected)
+    assert score["malicious"] is False and score["verdict"] == "clean", score["signs"]
+
+
 @pytest.mark.parametrize(
     ("rel", "content", "why"),
     [
