@@ -73,6 +73,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from enp.report import INCIDENT_KEYS
+
 INCIDENTS_SUBDIR = Path(".enp") / "incidents"
 """Where incident state directories live, relative to the project dir (ignored by git)."""
 
@@ -536,23 +538,7 @@ REPORT_SECTIONS: tuple[str, ...] = (
 )
 """Report sections a phase playbook may write as ``<incident_dir>/<phase>/<section>.json``."""
 
-REPORT_INCIDENT_KEYS: tuple[str, ...] = (
-    "id",
-    "occurred_at",
-    "detected_at",
-    "declared_at",
-    "declared_by",
-    "organisation",
-    "point_of_contact",
-    "category",
-    "environment",
-    "affected_systems",
-    "hosting",
-    "impact",
-    "indicators",
-    "symptoms",
-    "cert_in_reported_at",
-)
+REPORT_INCIDENT_KEYS: tuple[str, ...] = INCIDENT_KEYS
 """incident.json keys the report knows (an operator may add the CERT-In fields to incident.json by hand)."""
 
 

@@ -127,25 +127,25 @@ _TOP_KEYS = frozenset(
         "targets",
     }
 )
-_INCIDENT_KEYS = frozenset(
-    {
-        "id",
-        "occurred_at",
-        "detected_at",
-        "declared_at",
-        "declared_by",
-        "organisation",
-        "point_of_contact",
-        "category",
-        "environment",
-        "affected_systems",
-        "hosting",
-        "impact",
-        "indicators",
-        "symptoms",
-        "cert_in_reported_at",
-    }
+INCIDENT_KEYS: tuple[str, ...] = (
+    "id",
+    "occurred_at",
+    "detected_at",
+    "declared_at",
+    "declared_by",
+    "organisation",
+    "point_of_contact",
+    "category",
+    "environment",
+    "affected_systems",
+    "hosting",
+    "impact",
+    "indicators",
+    "symptoms",
+    "cert_in_reported_at",
 )
+"""The incident's fields the report knows (enp/incident.py copies exactly these from incident.json)."""
+_INCIDENT_KEYS = frozenset(INCIDENT_KEYS)
 _PHASE_KEYS = frozenset({"name", "status", "started_at", "ended_at", "hosts", "summary", "steps"})
 
 
