@@ -9,10 +9,12 @@ DOCUMENTATION = r"""
 name: enp_hardening_scores
 short_description: Per-host hardening score (percent of applicable controls passing) from a compliance report
 description:
-  - Reads the report playbooks/harden.yml writes (C(enp_compliance_report)) and returns C({host: percent}).
-    Not-applicable controls count neither way. Companion filters C(enp_not_applicable) returns the report's
-    not-applicable controls as C([{what, why}]) for the recovery report's "not applicable in the lab" list, and
-    C(enp_drift_rows) turns baseline verify reports (a list) into C([{host, path, kind, detail, severity}]).
+  - >-
+    Reads the report playbooks/harden.yml writes (C(enp_compliance_report)) and returns a mapping of host to
+    percent. Not-applicable controls count neither way. Companion filters C(enp_not_applicable) return the
+    report's not-applicable controls as a list of C(what)/C(why) items for the recovery report's "not applicable in
+    the lab" list, and C(enp_drift_rows) turns baseline verify reports (a list) into rows with C(host), C(path),
+    C(kind), C(detail) and C(severity).
 options:
   _input:
     description: The compliance report (compliance.json, parsed).
